@@ -131,12 +131,13 @@ class SramConfig(_Section):
         if not isinstance(data, Mapping) or all(k in data and data[k] is not None for k in SRAM_COST_KEYS):
             return data
         data = {k: v for k, v in data.items() if v is not None or k not in SRAM_COST_KEYS}
+        size, line = data.get("bank_size_bytes"), data.get("line_bytes")
+        technology = data.get("technology", "22nm_lstp")
+        sizes_ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (size, line))
+        if not sizes_ok or technology not in sram_costs.TECHNOLOGIES:
+            return data  # the field validators report the bad size / technology itself
         try:
-            macro = sram_costs.cacti_macro(
-                data.get("technology", "22nm_lstp"), int(data["bank_size_bytes"]), int(data["line_bytes"])
-            )
-        except (KeyError, TypeError):  # missing / malformed size: the field validators report it
-            return data
+            macro = sram_costs.cacti_macro(technology, size, line)
         except ValueError as exc:
             raise KeyedError("bank_size_bytes", str(exc)) from None
         for key, attr in SRAM_COST_KEYS.items():
@@ -472,7 +473,7 @@ def _apply_override(raw: dict, item: str, source: str) -> None:
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"{source}: override {item!r} is not of the form dotted.key=value")
+        raise ConfigError(f"{source}: {key or item}: override {item!r} is not of the form dotted.key=value")
     parts = key.split(".")
     _check_schema_path(parts, source)
     try:
