@@ -1,0 +1,142 @@
+"""The same simulator model written straightforwardly: numpy per layer-step, Python dicts for residency.
+
+It is the twin the tests compare the numba engine against (every integer accumulator must be equal), and the
+"numpy" side of bench/sim_throughput.py. It shares only the step grouping and the DRAM model with the engine;
+the residency (ResidencyPy), the SRAM/DRAM request bookkeeping and the DAG evaluation are its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from codesign.sim.engine import (
+    DEFAULT_PREFILL_CHUNK_TOKENS,
+    Block,
+    SimParams,
+    VariantResult,
+    channel_frequency,
+    group_steps,
+    step_starts,
+)
+from codesign.sim.pipeline import (
+    COL,
+    COMPUTE,
+    FETCH,
+    PREDICTOR,
+    SRAM,
+    TOPK,
+    build_pipeline,
+    compile_pipeline,
+    critical_path_py,
+)
+from codesign.sim.residency import ResidencyPy, choose_pinned
+
+
+def _channels(words: np.ndarray, bank_size: int) -> np.ndarray:
+    """Set channels of one layer's words (nb, W) as sorted layer-channel indices."""
+    bits = np.unpackbits(words.view(np.uint8).reshape(words.shape[0], -1), axis=-1, bitorder="little")
+    return np.flatnonzero(bits[:, :bank_size].reshape(-1))
+
+
+def simulate_variant_ref(
+    name: str,
+    params: SimParams,
+    blocks: Callable[[], Iterator[Block]],
+    dram,
+    batch: int,
+    *,
+    prefill_chunk_tokens: int = DEFAULT_PREFILL_CHUNK_TOKENS,
+    service=None,
+) -> VariantResult:
+    """Twin of engine.simulate_variant; `service` defaults to the DRAM model's njit kernel (kernel_py for its
+    plain-Python twin)."""
+    service = dram.kernel if service is None else service
+    p = params
+    L, nb, ns, B = p.layers, p.num_model_banks, p.num_sram_banks, p.bank_size
+    pinned = None
+    if p.residency == "pinned_hot":
+        freq = channel_frequency(blocks(), L, p.intermediate, B)
+        pinned = choose_pinned(freq, ns, p.capacity_bundles, B, p.words_per_bank)
+    residency = ResidencyPy(p.residency, ns, p.capacity_bundles, B, pinned)
+    pipe = compile_pipeline(build_pipeline(p.double_buffer, p.sparse))
+    state = dram.new_state()
+    union_exec = p.execution == "batch_union"
+    lines, bundle, mpc = p.lines_per_bundle, p.bundle_bytes, p.macs_per_cycle
+    rank = p.predictor_rank if p.sparse else 0
+    acc = np.zeros((L, len(COL)), dtype=np.int64)
+    acc_ns = np.zeros(L)
+    acc_sram = np.zeros((ns, 3), dtype=np.int64)
+    acc_bank = np.zeros((L, nb, 2), dtype=np.int64)
+    sram_of_bank = np.arange(nb) % ns
+
+    # All tokens at once: the reference is for small traces; steps are the engine's.
+    parts = list(blocks())
+    words = np.concatenate([b.words for b in parts])
+    starts = step_starts(np.concatenate([b.is_decode for b in parts]), np.concatenate([b.seq_id for b in parts]),
+                         batch, prefill_chunk_tokens)  # fmt: skip
+    need, tok_ch, step_tokens = group_steps(words, starts)
+    for t in range(len(starts)):
+        miss = np.zeros_like(need[t : t + 1])
+        residency.update(need[t : t + 1], miss)
+        tokens = int(step_tokens[t])
+        for l in range(L):
+            u = np.bitwise_count(need[t, l]).sum(axis=-1).astype(np.int64)  # (nb,)
+            m = np.bitwise_count(miss[0, l]).sum(axis=-1).astype(np.int64)
+            reads = u if union_exec else tok_ch[t, l]
+            per_sram = np.bincount(
+                sram_of_bank, weights=(reads + m) * lines * p.sram_line_interval_cycles, minlength=ns
+            ).astype(np.int64)
+            port_cycles = -(-per_sram // p.ports_per_bank)
+            starts_b, lengths_b = [], []
+            if p.sparse:
+                starts_b.append(p.layout.total_bytes + l * p.predictor_bytes_per_layer)
+                lengths_b.append(p.predictor_bytes_per_layer)
+            ch = _channels(miss[0, l], B)
+            if len(ch):
+                breaks = np.flatnonzero(np.diff(ch) != 1) + 1
+                for run in np.split(ch, breaks):
+                    starts_b.append(p.layout.channel_address_bytes(l, int(run[0])))
+                    lengths_b.append(len(run) * bundle)
+            time_ns, moved = 0.0, 0
+            if starts_b:
+                s_arr = np.array(starts_b, dtype=np.int64)
+                l_arr = np.array(lengths_b, dtype=np.int64)
+                time_ns, moved, hits, misses = service(s_arr, l_arr, len(s_arr), dram.params, state)
+                acc[l, COL["dram_requests"]] += len(s_arr)
+                acc[l, COL["dram_row_hits"]] += hits
+                acc[l, COL["dram_row_misses"]] += misses
+            ffn_macs = 3 * p.hidden * (int(u.sum()) * tokens if union_exec else int(tok_ch[t, l].sum()))
+            pred_macs = tokens * (p.hidden * rank + rank * p.intermediate) if p.sparse else 0
+            stage = [0] * 5
+            stage[PREDICTOR] = -(-pred_macs // mpc)
+            stage[TOPK] = p.topk_cycles_per_bank * -(-(tokens * nb) // ns) if p.sparse else 0
+            stage[FETCH] = 0 if time_ns <= 0 else int(math.ceil(time_ns * (p.frequency_hz / 1e9) - 1e-9))
+            stage[SRAM] = int(port_cycles.max())
+            stage[COMPUTE] = -(-ffn_macs // mpc)
+            total = critical_path_py(stage, pipe, 0)
+            t_sram = critical_path_py(stage, pipe, 0b100)
+            t_comp = critical_path_py(stage, pipe, 0b110)
+            row = {
+                "steps": 1, "tokens": tokens, "cycles": total, "compute_cycles": t_comp,
+                "sram_bank_conflict_cycles": t_sram - t_comp, "dram_stall_cycles": total - t_sram,
+                "predictor_stage_cycles": stage[PREDICTOR] + stage[TOPK], "fetch_stage_cycles": stage[FETCH],
+                "sram_stage_cycles": stage[SRAM], "ffn_stage_cycles": stage[COMPUTE],
+                "dram_read_bytes": moved, "dram_ffn_bytes": int(m.sum()) * bundle,
+                "dram_predictor_bytes": p.predictor_bytes_per_layer, "sram_read_lines": int(reads.sum()) * lines,
+                "sram_write_lines": int(m.sum()) * lines, "ffn_macs": ffn_macs, "predictor_macs": pred_macs,
+                "union_channels": int(u.sum()), "miss_channels": int(m.sum()),
+                "token_channels": int(tok_ch[t, l].sum()), "bank_max_cycles": int(port_cycles.max()),
+                "bank_total_cycles": int(port_cycles.sum()),
+            }  # fmt: skip
+            for key, value in row.items():
+                acc[l, COL[key]] += value
+            acc_ns[l] += time_ns
+            acc_sram[:, 0] += np.bincount(sram_of_bank, weights=reads * lines, minlength=ns).astype(np.int64)
+            acc_sram[:, 1] += np.bincount(sram_of_bank, weights=m * lines, minlength=ns).astype(np.int64)
+            acc_sram[:, 2] += port_cycles
+            acc_bank[l, :, 0] += reads
+            acc_bank[l, :, 1] += m
+    return VariantResult(name, p, acc, acc_ns, acc_sram, acc_bank, pipe.nodes, pipe.edges)

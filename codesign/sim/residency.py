@@ -1,0 +1,306 @@
+"""On-chip residency of FFN channel bundles in the SRAM weight banks.
+
+Contract of a residency policy: given the channels each (step, layer, model bank) needs, as bit words
+`need` (S, L, nb, W) uint64 (bit i of word w = channel w·64 + i of the bank), write the channels that were
+*not* resident, `miss` (same shape), and update the on-chip state. Misses are fetched from DRAM (and
+written into the bank); hits are read from the bank without DRAM traffic.
+
+Mapping: model bank j of every layer lives in SRAM bank j mod num_sram_banks, so SRAM bank s serves the
+model banks s, s + N, s + 2N, ... of every layer, and holds at most `capacity` bundles
+(bank_size_bytes // bundle_bytes). Each SRAM bank sees its accesses in a fixed order: step, then layer, then
+model bank (ascending), then channel (ascending). SRAM banks are independent, so the stateful kernels run in
+parallel across them (numba prange); their state is disjoint by key.
+
+A channel's key is its global index l·I + j·B + c. Policies, chosen by name from POLICIES:
+  none        nothing stays on chip: every needed channel is fetched every step;
+  lru         least recently used, exact per access;
+  lfu         least frequently used (counts persist across evictions), ties to the least recently used;
+  pinned_hot  the `capacity` most frequently used channels of each SRAM bank (profiled over the trace, an
+              optimistic oracle) are pinned at load time (not charged); everything else is streamed.
+Every numba kernel has a plain-Python twin (`*_py`) used by the tests for exact equality.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+from numba import njit, prange
+
+from codesign.errors import ConfigError
+
+POLICIES = ("none", "lru", "lfu", "pinned_hot")
+
+# ---- bit helpers on uint64 words (numba has no popcount / count-trailing-zeros intrinsic) ----------------
+_M1 = np.uint64(0x5555555555555555)
+_M2 = np.uint64(0x3333333333333333)
+_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
+_H01 = np.uint64(0x0101010101010101)
+_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
+# bit index of an isolated bit x from (x · DEBRUIJN) >> 58 (Leiserson, Prokop & Randall 1998)
+_DEBRUIJN_INDEX = np.zeros(64, dtype=np.int64)
+for _i in range(64):
+    _DEBRUIJN_INDEX[((1 << _i) * 0x03F79D71B4CB0A89 & 0xFFFFFFFFFFFFFFFF) >> 58] = _i
+_ONE = np.uint64(1)
+_ZERO = np.uint64(0)
+
+
+@njit(cache=True, inline="always")
+def popcount64(x):
+    """Set bits of a uint64 (SWAR)."""
+    x = x - ((x >> _ONE) & _M1)
+    x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
+    x = (x + (x >> np.uint64(4))) & _M4
+    return np.int64((x * _H01) >> np.uint64(56))
+
+
+@njit(cache=True, inline="always")
+def low_bit_index(x):
+    """Index of the lowest set bit of a non-zero uint64."""
+    low = x & (~x + _ONE)
+    return _DEBRUIJN_INDEX[(low * _DEBRUIJN) >> np.uint64(58)]
+
+
+# ---- none and pinned_hot: stateless once the pinned set is chosen ----------------------------------------
+def update_none(need: np.ndarray, miss: np.ndarray) -> None:
+    miss[...] = need
+
+
+def update_pinned(need: np.ndarray, miss: np.ndarray, pinned: np.ndarray) -> None:
+    """pinned: (L, nb, W) uint64 words of pinned channels."""
+    np.bitwise_and(need, ~pinned[None], out=miss)
+
+
+def choose_pinned(
+    freq: np.ndarray, num_sram_banks: int, capacity: int, bank_size: int, words: int
+) -> np.ndarray:
+    """The `capacity` most used channels of each SRAM bank (ties to the lower key), as (L, nb, W) words.
+
+    freq: (L, I) int64 channel use counts.
+    """
+    layers, inter = freq.shape
+    nb = inter // bank_size
+    pinned = np.zeros((layers, nb, words), dtype=np.uint64)
+    by_bank = freq.reshape(layers, nb, bank_size)  # (L, nb, B)
+    for s in range(num_sram_banks):
+        cand = by_bank[:, s::num_sram_banks, :]  # (L, nb_s, B): model banks s, s+N, ...
+        flat = cand.reshape(-1)
+        if flat.size == 0:
+            continue
+        top = np.argsort(-flat, kind="stable")[:capacity]
+        l_idx, jj, c = np.unravel_index(top, cand.shape)
+        j = s + jj * num_sram_banks
+        np.bitwise_or.at(pinned, (l_idx, j, c // 64), np.left_shift(np.uint64(1), (c % 64).astype(np.uint64)))
+    return pinned
+
+
+# ---- LRU: one doubly linked list of slots per SRAM bank, MRU at head -------------------------------------
+@njit(cache=True, parallel=True)
+def update_lru(need, miss, num_sram_banks, bank_size, slot_key, prev, nxt, head, tail, count, key_slot):
+    S, L, nb, W = need.shape
+    cap = slot_key.shape[1]
+    for s in prange(num_sram_banks):
+        for t in range(S):
+            for l in range(L):
+                for j in range(s, nb, num_sram_banks):
+                    for w in range(W):
+                        x = need[t, l, j, w]
+                        m = _ZERO
+                        base = (l * nb + j) * bank_size + w * 64
+                        while x != _ZERO:
+                            bit = low_bit_index(x)
+                            x = x & (x - _ONE)
+                            key = base + bit
+                            slot = key_slot[key]
+                            if slot >= 0:  # hit: unlink, relink at head below
+                                if slot == head[s]:
+                                    continue
+                                p = prev[s, slot]
+                                n = nxt[s, slot]
+                                nxt[s, p] = n
+                                if n == -1:
+                                    tail[s] = p
+                                else:
+                                    prev[s, n] = p
+                            else:
+                                m |= _ONE << np.uint64(bit)
+                                if count[s] < cap:
+                                    slot = count[s]
+                                    count[s] += 1
+                                else:  # evict the tail (least recently used)
+                                    slot = tail[s]
+                                    key_slot[slot_key[s, slot]] = -1
+                                    if slot == head[s]:  # capacity 1
+                                        head[s] = -1
+                                        tail[s] = -1
+                                    else:
+                                        tail[s] = prev[s, slot]
+                                        nxt[s, tail[s]] = -1
+                                slot_key[s, slot] = key
+                                key_slot[key] = slot
+                            prev[s, slot] = -1
+                            nxt[s, slot] = head[s]
+                            if head[s] != -1:
+                                prev[s, head[s]] = slot
+                            else:
+                                tail[s] = slot
+                            head[s] = slot
+                        miss[t, l, j, w] = m
+
+
+# ---- LFU: counts per key, victim = min (count, last use) by a scan of the bank's slots -------------------
+@njit(cache=True, parallel=True)
+def update_lfu(need, miss, num_sram_banks, bank_size, slot_key, count, key_slot, freq, last_use, clock):
+    S, L, nb, W = need.shape
+    cap = slot_key.shape[1]
+    for s in prange(num_sram_banks):
+        for t in range(S):
+            for l in range(L):
+                for j in range(s, nb, num_sram_banks):
+                    for w in range(W):
+                        x = need[t, l, j, w]
+                        m = _ZERO
+                        base = (l * nb + j) * bank_size + w * 64
+                        while x != _ZERO:
+                            bit = low_bit_index(x)
+                            x = x & (x - _ONE)
+                            key = base + bit
+                            clock[s] += 1
+                            freq[key] += 1
+                            last_use[key] = clock[s]
+                            if key_slot[key] >= 0:
+                                continue
+                            m |= _ONE << np.uint64(bit)
+                            if count[s] < cap:
+                                slot = count[s]
+                                count[s] += 1
+                            else:
+                                slot = 0
+                                vk = slot_key[s, 0]
+                                for i in range(1, cap):
+                                    k2 = slot_key[s, i]
+                                    if freq[k2] < freq[vk] or (
+                                        freq[k2] == freq[vk] and last_use[k2] < last_use[vk]
+                                    ):
+                                        slot = i
+                                        vk = k2
+                                key_slot[vk] = -1
+                            slot_key[s, slot] = key
+                            key_slot[key] = slot
+                        miss[t, l, j, w] = m
+
+
+class Residency:
+    """The on-chip state of one policy for one simulated configuration; `update(need, miss)` per chunk."""
+
+    def __init__(
+        self,
+        policy: str,
+        num_sram_banks: int,
+        capacity: int,
+        bank_size: int,
+        num_keys: int,
+        pinned: np.ndarray | None = None,
+    ):
+        if policy not in POLICIES:
+            raise ConfigError(
+                f"sram.residency: unknown policy {policy!r} (choose from {', '.join(POLICIES)})"
+            )
+        if capacity < 1 and policy != "none":
+            raise ConfigError(
+                f"sram: a bank holds {capacity} channel bundles; residency {policy!r} needs ≥ 1"
+            )
+        self.policy, self.num_sram_banks, self.capacity, self.bank_size = (
+            policy,
+            num_sram_banks,
+            capacity,
+            bank_size,
+        )
+        self.pinned = pinned
+        if policy == "pinned_hot" and pinned is None:
+            raise ValueError("pinned_hot needs the pinned words (choose_pinned)")
+        ns = num_sram_banks
+        self.slot_key = np.full((ns, max(capacity, 1)), -1, dtype=np.int64)
+        self.count = np.zeros(ns, dtype=np.int64)
+        self.key_slot = np.full(num_keys, -1, dtype=np.int64)
+        if policy == "lru":
+            self.prev = np.full((ns, capacity), -1, dtype=np.int64)
+            self.nxt = np.full((ns, capacity), -1, dtype=np.int64)
+            self.head = np.full(ns, -1, dtype=np.int64)
+            self.tail = np.full(ns, -1, dtype=np.int64)
+        elif policy == "lfu":
+            self.freq = np.zeros(num_keys, dtype=np.int64)
+            self.last_use = np.zeros(num_keys, dtype=np.int64)
+            self.clock = np.zeros(ns, dtype=np.int64)
+
+    def update(self, need: np.ndarray, miss: np.ndarray) -> None:
+        if self.policy == "none":
+            update_none(need, miss)
+        elif self.policy == "pinned_hot":
+            update_pinned(need, miss, self.pinned)
+        elif self.policy == "lru":
+            update_lru(need, miss, self.num_sram_banks, self.bank_size, self.slot_key, self.prev, self.nxt,
+                       self.head, self.tail, self.count, self.key_slot)  # fmt: skip
+        else:
+            update_lfu(need, miss, self.num_sram_banks, self.bank_size, self.slot_key, self.count, self.key_slot,
+                       self.freq, self.last_use, self.clock)  # fmt: skip
+
+
+# ---- plain-Python twins (tests and the numpy reference) ---------------------------------------------------
+def _bank_order(need: np.ndarray, num_sram_banks: int, bank_size: int):
+    """Yield (s, t, l, j, w, bit, key) in the order SRAM bank s sees its accesses."""
+    S, L, nb, W = need.shape
+    for s in range(num_sram_banks):
+        for t in range(S):
+            for l in range(L):
+                for j in range(s, nb, num_sram_banks):
+                    for w in range(W):
+                        x = int(need[t, l, j, w])
+                        for bit in range(64):
+                            if x >> bit & 1:
+                                yield s, t, l, j, w, bit, (l * nb + j) * bank_size + w * 64 + bit
+
+
+class ResidencyPy:
+    """Twin of Residency in plain Python (OrderedDict LRU, dict LFU)."""
+
+    def __init__(self, policy, num_sram_banks, capacity, bank_size, pinned=None):
+        self.policy, self.ns, self.cap, self.bank_size, self.pinned = (
+            policy,
+            num_sram_banks,
+            capacity,
+            bank_size,
+            pinned,
+        )
+        self.lru = [OrderedDict() for _ in range(num_sram_banks)]
+        self.res = [set() for _ in range(num_sram_banks)]
+        self.freq: dict[int, int] = {}
+        self.last: dict[int, int] = {}
+        self.clock = [0] * num_sram_banks
+
+    def update(self, need: np.ndarray, miss: np.ndarray) -> None:
+        if self.policy in ("none", "pinned_hot"):
+            pin = 0 if self.pinned is None else self.pinned[None]
+            miss[...] = need & ~np.asarray(pin, dtype=np.uint64)
+            return
+        miss[...] = 0
+        for s, t, l, j, w, bit, key in _bank_order(need, self.ns, self.bank_size):
+            if self.policy == "lru":
+                od = self.lru[s]
+                if key in od:
+                    od.move_to_end(key)
+                    continue
+                od[key] = None
+                if len(od) > self.cap:
+                    od.popitem(last=False)
+            else:
+                self.clock[s] += 1
+                self.freq[key] = self.freq.get(key, 0) + 1
+                self.last[key] = self.clock[s]
+                if key in self.res[s]:
+                    continue
+                if len(self.res[s]) >= self.cap:
+                    victim = min(self.res[s], key=lambda k: (self.freq[k], self.last[k]))
+                    self.res[s].remove(victim)
+                self.res[s].add(key)
+            miss[t, l, j, w] = int(miss[t, l, j, w]) | (1 << bit)
