@@ -18,6 +18,7 @@ from codesign.errors import CodesignError
 # (module, attribute) of every command; each module owns one user job.
 COMMANDS: list[tuple[str, str]] = [
     ("codesign.cli.trace", "trace"),
+    ("codesign.cli.simulate", "simulate"),
 ]
 
 

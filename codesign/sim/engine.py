@@ -343,8 +343,9 @@ def trace_blocks(reader, p: SimParams, mode: str) -> Iterator[Block]:
         yield Block(words, np.asarray(chunk.is_decode, dtype=bool), np.asarray(chunk.seq_id))
 
 
-def synthetic_global_blocks(spec, tokens: int, p: SimParams) -> Iterator[Block]:
-    """Global top-k at the config's density over a synthetic trace's regenerated scores (same seed)."""
+def synthetic_blocks(spec, tokens: int, p: SimParams, global_topk: bool) -> Iterator[Block]:
+    """A synthetic trace regenerated from its spec (same seed) at the config's (B, k): bank top-k masks as
+    the generator draws them, or global top-k at the same density over the same scores."""
     from codesign.trace.synth import global_topk_mask, iter_synthetic
 
     done = 0
@@ -352,8 +353,11 @@ def synthetic_global_blocks(spec, tokens: int, p: SimParams) -> Iterator[Block]:
         n = min(len(block["is_decode"]), tokens - done)
         if n <= 0:
             return
-        scores = block["logits"][:n].astype(np.float32)  # (n, L, I)
-        masks = global_topk_mask(scores, kept=p.intermediate // p.bank_size * p.k)
+        if global_topk:
+            scores = block["logits"][:n].astype(np.float32)  # (n, L, I)
+            masks = global_topk_mask(scores, kept=p.intermediate // p.bank_size * p.k)
+        else:
+            masks = block["masks"][:n]
         yield Block(words_from_masks(masks, p.bank_size), block["is_decode"][:n], block["seq_id"][:n])
         done += n
 
@@ -379,50 +383,51 @@ def simulate(cfg, trace_path, *, batch: int | None = None, progress: Callable[[i
     dense_p = p.with_k(p.bank_size)
     trace_ks = set((meta.k_per_layer or {}).values()) | {meta.k}
     same_banks = meta.bank_size == p.bank_size and trace_ks == {p.k}
+    spec = None  # a synthetic trace can be regenerated at any (B, k) from its spec and seed
+    if meta.synthetic and "synth" in meta.extra:
+        from codesign.trace.synth import SynthSpec
+
+        spec = SynthSpec(**{**meta.extra["synth"], "bank_size": p.bank_size, "k": p.k})
     if not p.sparse:
         mode = "dense"
     elif same_banks:
         mode = "masks"
     elif reader.has_logits:
         mode = "reselect"
+    elif spec is not None:
+        mode = "regenerate"
     else:
         raise TraceError(
             f"{trace_path}: trace was recorded at B={meta.bank_size}, k={sorted(trace_ks)} but the hwconfig "
             f"asks for B={p.bank_size}, k={p.k}, and the trace stores no logits to re-select from"
         )
-    synth_spec = None
-    if p.sparse and reader.has_logits:
+    if not p.sparse:
+        global_note = "not simulated: the config is dense"
+    elif reader.has_logits:
         global_note = "global top-k at the same density, re-selected from the trace's logits"
-    elif p.sparse and meta.synthetic and "synth" in meta.extra:
-        from codesign.trace.synth import SynthSpec
-
-        synth_spec = SynthSpec(**meta.extra["synth"])
+    elif spec is not None:
         global_note = (
             "global top-k at the same density over the synthetic trace's regenerated scores (same seed)"
         )
     else:
-        global_note = ("not simulated: the config is dense" if not p.sparse else
-                       "not simulated: the trace has no logits and is not a regenerable synthetic trace")  # fmt: skip
+        global_note = "not simulated: the trace has no logits and is not a regenerable synthetic trace"
     has_global = global_note.startswith("global")
-    runs = (2 if p.sparse else 1) + (1 if has_global else 0)
-    total = reader.num_tokens * runs
+    total = reader.num_tokens * ((2 if p.sparse else 1) + (1 if has_global else 0))
     tick = (lambda n: progress(n, total)) if progress is not None else None
 
-    def variant(name, params, blocks):
-        return simulate_variant(name, params, blocks, build_dram(cfg.dram), batch,
+    def blocks(params, how):
+        if how == "regenerate" or (how == "global_topk" and not reader.has_logits):
+            return lambda: synthetic_blocks(spec, reader.num_tokens, params, how == "global_topk")
+        return lambda: trace_blocks(reader, params, how)
+
+    def variant(name, params, how):
+        return simulate_variant(name, params, blocks(params, how), build_dram(cfg.dram), batch,
                                 prefill_chunk_tokens=prefill_chunk_tokens, progress=tick)  # fmt: skip
 
-    dense = variant("dense", dense_p, lambda: trace_blocks(reader, dense_p, "dense"))
-    sparse = variant("sparse", p, lambda: trace_blocks(reader, p, mode)) if p.sparse else dense
-    glob = None
-    if has_global:
-        if synth_spec is not None:
-            glob = variant(
-                "global_topk", p, lambda: synthetic_global_blocks(synth_spec, reader.num_tokens, p)
-            )
-        else:
-            glob = variant("global_topk", p, lambda: trace_blocks(reader, p, "global_topk"))
-    first = next(trace_blocks(reader, p, mode))
+    dense = variant("dense", dense_p, "dense")
+    sparse = variant("sparse", p, mode) if p.sparse else dense
+    glob = variant("global_topk", p, "global_topk") if has_global else None
+    first = next(blocks(p, mode)())
     hw = cfg.resolved()
     hw["batch"] = batch
     return SimulationResult(
@@ -430,7 +435,8 @@ def simulate(cfg, trace_path, *, batch: int | None = None, progress: Callable[[i
         synthetic=bool(meta.synthetic),
         trace_info={"path": str(trace_path), "tokens": reader.num_tokens, "has_logits": reader.has_logits,
                     "masks": {"masks": "as recorded", "reselect": "re-selected from logits at the config's (B, k)",
-                              "dense": "all channels (dense config)"}[mode], **meta.to_dict()},
+                              "dense": "all channels (dense config)",
+                              "regenerate": "synthetic, regenerated from its spec and seed at the config's (B, k)"}[mode], **meta.to_dict()},
         hwconfig=hw, model_fit=cfg.check_model(meta.hidden, meta.intermediate, meta.layers).as_dict(),
         union_density=union_density_vs_batch([first], p.intermediate),
         peak_dram_bandwidth_bytes_per_s=cfg.peak_dram_bandwidth_bytes_per_s,

@@ -1,0 +1,115 @@
+"""`codesign simulate` — replay a routing trace on a bank-structured accelerator and report its cost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--hw", "hw", required=True, type=click.Path(dir_okay=False), help="Hardware config YAML.")
+@click.option("--trace", "trace_path", type=click.Path(), default=None,
+              help="Trace store (default: the trace embedded in the package).")  # fmt: skip
+@click.option(
+    "--batch", type=int, default=None, help="Concurrent decode tokens per step (default: the config's)."
+)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key by dotted path, e.g. --set dram.stacks=2 (repeatable).")  # fmt: skip
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the report as JSON."
+)
+@click.option("--csv", "csv_dir", type=click.Path(file_okay=False), default=None,
+              help="Write totals.csv, per_layer.csv, per_bank.csv into this directory.")  # fmt: skip
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
+              help="Write PNG plots (stall breakdown, bank load, DRAM per layer) into this directory.")  # fmt: skip
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+def simulate(hw, trace_path, batch, overrides, json_path, csv_dir, plot_dir, force) -> None:
+    """Simulate a trace on the accelerator in HW, with the dense and global top-k baselines."""
+    from codesign.errors import OutputExistsError
+    from codesign.sim.config import load_hwconfig
+    from codesign.sim.engine import simulate as run_simulation
+    from codesign.sim.plots import PLOT_FILES, write_plots
+    from codesign.sim.report import CSV_FILES, build_report, write_csv, write_json
+    from codesign.trace import default_trace_path
+
+    if batch is not None and batch <= 0:
+        raise click.BadParameter(f"must be a positive number of tokens, got {batch}", param_hint="--batch")
+    # Refuse existing outputs before a long run, not after it.
+    planned = [Path(json_path)] if json_path else []
+    planned += [Path(csv_dir) / n for n in CSV_FILES] if csv_dir else []
+    planned += [Path(plot_dir) / n for n in PLOT_FILES] if plot_dir else []
+    for path in planned:
+        if path.exists() and not force:
+            raise OutputExistsError(path)
+    cfg = load_hwconfig(hw, overrides)
+    trace = Path(trace_path) if trace_path else default_trace_path()
+    result = _run_with_progress(run_simulation, cfg, trace, batch)
+    report = build_report(result)
+    if json_path:
+        write_json(report, json_path, force=force)
+    if csv_dir:
+        write_csv(report, csv_dir, force=force)
+    if plot_dir:
+        write_plots(report, plot_dir, force=force)
+    _render(report, [p for p in planned])
+
+
+def _run_with_progress(run_simulation, cfg, trace, batch):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from codesign.cli.render import console
+
+    columns = (TextColumn("simulating"), BarColumn(), TextColumn("{task.completed}/{task.total} tokens"),
+               TimeElapsedColumn(), TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=console(stderr=True), transient=True) as bar:
+        task = bar.add_task("simulate", total=None)
+
+        def advance(tokens: int, total: int) -> None:
+            bar.update(task, advance=tokens, total=total)
+
+        return run_simulation(cfg, trace, batch=batch, progress=advance)
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return f"{x:,}" if isinstance(x, int) else str(x)
+
+
+def _render(report: dict, written: list[Path]) -> None:
+    from rich.table import Table
+
+    from codesign.cli.render import console
+
+    out = console()
+    label = f" [bold red]({report['label']})[/]" if report["label"] else ""
+    t = report["trace"]
+    hw = report["hwconfig"]
+    out.print(f"[bold]codesign simulate[/]{label}: {hw['name']} × {t['model_name']} "
+              f"({t['tokens']} tokens, {t['source']}), batch {report['batch']}")  # fmt: skip
+    variants = [("bank top-k", report), ("dense", report["dense_baseline"])]
+    if report["global_topk"]:
+        variants.append(("global top-k", report["global_topk"]))
+    table = Table(title=f"totals{' — ' + report['label'] if report['label'] else ''}")
+    table.add_column("")
+    for name, _ in variants:
+        table.add_column(name, justify="right")
+    rows = ("cycles", "time_s", "tokens_per_s", "dram_read_bytes", "sram_read_bytes", "hit_rate", "union_density",
+            "energy_per_token_pj", "bank_imbalance")  # fmt: skip
+    for key in rows:
+        table.add_row(key, *(_fmt(v["totals"][key]) for _, v in variants))
+    for key in ("compute_cycles", "sram_bank_conflict_cycles", "dram_cycles"):
+        table.add_row(f"stall: {key}", *(_fmt(v["stalls"][key]) for _, v in variants))
+    out.print(table)
+    for base in ("vs_dense", "vs_global_topk"):
+        if report[base]:
+            r = report[base]
+            out.print(f"{base}: speedup {_fmt(r['speedup'])}×, DRAM bytes {_fmt(r['dram_bytes_ratio'])}×, "
+                      f"energy {_fmt(r['energy_ratio'])}×")  # fmt: skip
+    if not report["global_topk"]:
+        out.print(f"global top-k: {report['global_topk_note']}")
+    for path in written:
+        out.print(f"wrote {path}")
