@@ -100,67 +100,101 @@ def service_requests(starts_bytes, lengths_bytes, n, params, state):
     col_ready = np.empty(slots, np.int64)
     # per-channel scratch: O(channels)
     bus_free = np.zeros(C, np.int64)
-    finish = np.zeros(C, np.int64)
     last_act = np.zeros(C, np.int64)
     act_count = np.zeros(C, np.int64)
     ring = np.zeros(4 * C, np.int64)  # the channel's last four ACT times
 
+    # Work in burst units (G and R are multiples of the burst): no division inside the row-visit loop.
+    Gb = G // BB  # bursts per interleave chunk
+    Rb = R // BB  # bursts per row
     bursts = np.int64(0)
     hits = np.int64(0)
     misses = np.int64(0)
     for i in range(n):
-        s = np.int64(starts_bytes[i])
         length = np.int64(lengths_bytes[i])
         if length <= 0:
             continue
-        e = s + length
-        g0 = s // G
-        g1 = (e - 1) // G
-        m = min(g1 - g0 + 1, C)  # channels this request touches
-        for j in range(m):
-            g = g0 + j
-            ch = g % C
-            g_last = g + ((g1 - g) // C) * C  # this channel's last chunk of the request
-            lo = (g // C) * G + (s - g * G if g == g0 else 0)
-            hi = (g_last // C) * G + (e - g_last * G if g_last == g1 else G)
-            for slot in range(lo // R, (hi - 1) // R + 1):
-                a = max(lo, slot * R)
-                b = min(hi, (slot + 1) * R)
-                nb = (b + BB - 1) // BB - a // BB  # bursts of this row visit
-                bank = slot % NB
-                row = slot // NB
+        s = np.int64(starts_bytes[i])
+        sb = s // BB  # first burst
+        eb = (s + length + BB - 1) // BB  # one past the last burst
+        g0 = sb // Gb
+        g1 = (eb - 1) // Gb
+        nchunks = g1 - g0 + 1
+        full, rem = nchunks // C, nchunks % C  # channel offset j holds full + (j < rem) chunks
+        j_last = (nchunks - 1) % C  # the offset holding the last (possibly partial) chunk
+        ch, q = g0 % C, g0 // C  # channel of chunk g0 + j, and that chunk's index inside the channel
+        cached_q = np.int64(-1)
+        cached_slot = cached_bank = cached_row = np.int64(0)
+        for j in range(min(nchunks, C)):
+            k = full + (1 if j < rem else 0)
+            hi = (q + k - 1) * Gb + (
+                eb - g1 * Gb if j == j_last else Gb
+            )  # channel-local burst range [lo, hi)
+            if j == 0:
+                lo = q * Gb + (sb - g0 * Gb)
+                slot = lo // Rb
+                bank, row = slot % NB, slot // NB
+            else:
+                lo = q * Gb
+                if q != cached_q:  # offsets j ≥ 1 share one of at most two q values: divide once per q
+                    cached_q, cached_slot = q, lo // Rb
+                    cached_bank, cached_row = cached_slot % NB, cached_slot // NB
+                slot, bank, row = cached_slot, cached_bank, cached_row
+            # this channel's scalars live in locals for the visit loop (arrays may alias: no reloads)
+            bus_free_c, last_act_c, count_c = bus_free[ch], last_act[ch], act_count[ch]
+            a = lo
+            while a < hi:
+                b = min(hi, (slot + 1) * Rb)
+                nb = b - a  # bursts of this row visit
                 key = ch * NB + bank
-                if state[slots + key] != call:
+                if state[slots + key] != call:  # first touch of this bank in this call
                     state[slots + key] = call
-                    next_act[key] = rp if state[key] >= 0 else 0  # a row left open must be precharged
-                    act_time[key] = _NEVER
-                    col_ready[key] = 0
+                    ready = rp if state[key] >= 0 else np.int64(0)  # a row left open must be precharged
+                    opened, rd_ready = _NEVER, np.int64(0)
+                else:
+                    ready, opened, rd_ready = next_act[key], act_time[key], col_ready[key]
                 if state[key] != row:
-                    t = next_act[key]
-                    cnt = act_count[ch]
-                    if cnt > 0:
-                        t = max(t, last_act[ch] + rrd)
-                    if cnt >= 4:
-                        t = max(t, ring[4 * ch + cnt % 4] + faw)  # that slot holds ACT number cnt − 4
-                    ring[4 * ch + cnt % 4] = t
-                    act_count[ch] = cnt + 1
-                    last_act[ch] = t
+                    t = ready
+                    if count_c > 0:
+                        t = max(t, last_act_c + rrd)
+                    if count_c >= 4:
+                        t = max(t, ring[4 * ch + (count_c & 3)] + faw)  # that slot holds ACT number count − 4
+                    ring[4 * ch + (count_c & 3)] = t
+                    count_c += 1
+                    last_act_c = t
                     state[key] = row
-                    act_time[key] = t
-                    col_ready[key] = t + rcd
+                    opened, rd_ready = t, t + rcd
                     misses += 1
                     hits += nb - 1
                 else:
                     hits += nb
-                start = max(col_ready[key] + cl, bus_free[ch])
-                bus_free[ch] = start + nb * bus
-                finish[ch] = max(finish[ch], start + (nb - 1) * bus + burst)
-                last_rd = start + (nb - 1) * bus - cl
-                next_act[key] = max(act_time[key] + rc, max(act_time[key] + ras, last_rd + rtp) + rp)
+                start = max(rd_ready + cl, bus_free_c)
+                bus_free_c = start + nb * bus
+                last_rd = bus_free_c - bus - cl
+                next_act[key] = max(opened + rc, max(opened + ras, last_rd + rtp) + rp)
+                act_time[key] = opened
+                col_ready[key] = rd_ready
                 bursts += nb
+                a = b
+                slot += 1
+                bank += 1
+                if bank == NB:
+                    bank = 0
+                    row += 1
+            bus_free[ch], last_act[ch], act_count[ch] = bus_free_c, last_act_c, count_c
+            ch += 1
+            if ch == C:
+                ch = 0
+                q += 1
+    return _finish(bus_free, bursts, hits, misses, bus, burst, BB, params)
+
+
+@njit(cache=True)
+def _finish(bus_free, bursts, hits, misses, bus, burst, BB, params):
+    """The slowest channel, stretched by refresh; the result tuple of the kernel contract."""
     total = np.int64(0)
-    for ch in range(C):
-        total = max(total, finish[ch])
+    for ch in range(bus_free.size):  # a channel's last burst ends one burst after it started
+        total = max(total, bus_free[ch] - bus + burst)
     total = _refresh_stretch_ps(total, np.int64(params[P_REFI_PS]), np.int64(params[P_RFC_PS]))
     return total / 1000.0, bursts * BB, hits, misses
 
