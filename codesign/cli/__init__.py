@@ -19,6 +19,7 @@ from codesign.errors import CodesignError
 COMMANDS: list[tuple[str, str]] = [
     ("codesign.cli.trace", "trace"),
     ("codesign.cli.simulate", "simulate"),
+    ("codesign.cli.kernels", "kernels"),
 ]
 
 
