@@ -1,0 +1,144 @@
+"""Closed forms and bounds on synthetic uniform k-of-B traces (deviations are printed: pytest -s shows them)."""
+
+import numpy as np
+import pytest
+
+from codesign.sim.config import load_hwconfig
+from codesign.sim.dram import build_dram
+from codesign.sim.engine import (
+    Block,
+    dense_words,
+    params_from_config,
+    simulate,
+    simulate_variant,
+    words_from_masks,
+)
+from codesign.sim.report import build_report, variant_summary
+from codesign.trace.synth import SynthSpec, bank_topk_mask, write_synthetic
+
+pytestmark = pytest.mark.analytic
+
+HIDDEN, INTER, LAYERS = 64, 512, 2  # bundle 384 B (whole 32 B bursts), 8 model banks of 64
+
+
+def config(*overrides):
+    return load_hwconfig("hwconfigs/bank64.yaml", ["sram.num_banks=4", *overrides])
+
+
+def blocks_of(masks, bank_size=64):
+    words = words_from_masks(masks, bank_size)
+    T = len(words)
+    return lambda: iter([Block(words, np.ones(T, bool), np.zeros(T, np.int32))])
+
+
+def uniform_masks(seed, tokens, k, bank_size=64):
+    scores = np.random.default_rng(seed).standard_normal((tokens, LAYERS, INTER))
+    return scores, bank_topk_mask(scores, bank_size, k)
+
+
+def run(cfg, masks, batch, bank_size=64):
+    p = params_from_config(cfg, HIDDEN, INTER, LAYERS, 16)
+    v = simulate_variant("s", p, blocks_of(masks, bank_size), build_dram(cfg.dram), batch)
+    return p, variant_summary(v, cfg.peak_dram_bandwidth_bytes_per_s)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 4, 8])
+def test_union_density_and_bytes_without_residency(batch):
+    k, B, tokens = 16, 64, 96
+    _, masks = uniform_masks(batch, tokens, k)
+    p, s = run(config("sram.residency=none"), masks, batch)
+    t = s["totals"]
+    # union per (step, layer, bank), counted independently of the engine
+    groups = (
+        masks.reshape(tokens // batch, batch, LAYERS, INTER // B, B).any(axis=1).sum(axis=-1)
+    )  # (S, L, nb)
+    assert t["union_channels"] == int(groups.sum())
+    frac = groups.ravel() / B
+    expected = 1 - (1 - k / B) ** batch
+    stderr = frac.std(ddof=1) / np.sqrt(frac.size) if batch > 1 else 0.0
+    deviation = t["union_density"] - expected
+    print(f"b={batch}: union density {t['union_density']:.4f} vs 1-(1-k/B)^b {expected:.4f}, "
+          f"deviation {deviation:+.4f} (tolerance 5 standard errors = {5 * stderr:.4f}, n={frac.size})")  # fmt: skip
+    assert abs(deviation) <= 5 * stderr + 1e-12
+    # no residency: every union channel is fetched, exactly once per step, in whole bundles
+    assert t["miss_channels"] == t["union_channels"]
+    assert t["dram_ffn_bytes"] == t["union_channels"] * p.bundle_bytes
+    assert t["dram_read_bytes"] == t["dram_ffn_bytes"] + t["dram_predictor_bytes"]  # all burst-aligned
+
+
+def test_zero_bank_imbalance_at_batch_one():
+    # 8 model banks on 4 SRAM banks: 2 each; every token keeps k per bank → identical port cycles everywhere
+    _, masks = uniform_masks(0, 40, 16)
+    _, s = run(config("sram.residency=none"), masks, 1)
+    assert s["totals"]["bank_imbalance"] == 0.0 and s["totals"]["sram_imbalance_cycles"] == 0.0
+    _, s = run(config("sram.residency=none"), masks, 4)  # unions differ between banks
+    assert s["totals"]["bank_imbalance"] > 0.0
+
+
+def test_k_equal_b_is_the_dense_baseline_exactly(tmp_path):
+    spec = SynthSpec(
+        "uniform", HIDDEN, INTER, LAYERS, bank_size=64, k=64, sequences=2, decode_tokens=6, seed=1
+    )
+    write_synthetic(spec, tmp_path / "t.zarr")
+    cfg = config("sparsity.k=64")
+    p = params_from_config(cfg, HIDDEN, INTER, LAYERS, 16)
+    from codesign.sim.engine import trace_blocks
+    from codesign.trace.store import TraceReader
+
+    reader = TraceReader(tmp_path / "t.zarr")
+    a = simulate_variant("masks", p, lambda: trace_blocks(reader, p, "masks"), build_dram(cfg.dram), 2)
+    dense = lambda: iter([Block(dense_words(12, LAYERS, 8, 64), np.ones(12, bool), np.arange(12) % 2)])  # noqa: E731
+    b = simulate_variant("dense", p, dense, build_dram(cfg.dram), 2)
+    np.testing.assert_array_equal(a.per_layer, b.per_layer)
+    report = build_report(simulate(cfg, tmp_path / "t.zarr", batch=2))
+    assert report["totals"] == report["dense_baseline"]["totals"]
+    assert report["vs_dense"]["speedup"] == 1.0
+
+
+@pytest.mark.parametrize("overrides", [(), ("sram.double_buffer=false",), ("dram.model=ideal",)])
+def test_roofline_bounds(overrides):
+    _, masks = uniform_masks(3, 32, 16)
+    cfg = config(*overrides)
+    p, s = run(cfg, masks, 4)
+    t = s["totals"]
+    peak_bytes_per_cycle = cfg.peak_dram_bandwidth_bytes_per_s / cfg.clock.frequency_hz
+    assert t["cycles"] >= t["macs"] / p.macs_per_cycle
+    assert t["cycles"] >= t["dram_read_bytes"] / peak_bytes_per_cycle
+    assert t["achieved_dram_bandwidth_bytes_per_s"] <= t["peak_dram_bandwidth_bytes_per_s"]
+    print(
+        f"{overrides}: achieved/peak DRAM bandwidth {t['achieved_dram_bandwidth_bytes_per_s'] / t['peak_dram_bandwidth_bytes_per_s']:.3f}"
+    )
+
+
+@pytest.mark.parametrize("residency", ["none", "lru"])
+def test_more_k_never_fewer_bytes(residency):
+    scores, _ = uniform_masks(4, 48, 16)
+    previous = None
+    for k in (4, 8, 16, 32, 64):  # top-k sets are nested for the same scores
+        _, s = run(config(f"sram.residency={residency}", f"sparsity.k={k}"), bank_topk_mask(scores, 64, k), 2)
+        ffn = s["totals"]["dram_ffn_bytes"]
+        if previous is not None:
+            assert ffn >= previous
+        previous = ffn
+
+
+def test_more_sram_never_more_misses():
+    _, masks = uniform_masks(6, 64, 16)
+    previous = None
+    for size in (4096, 16384, 65536, 262144):  # 10, 42, 170, 682 bundles per SRAM bank
+        _, s = run(config("sram.residency=lru", f"sram.bank_size_bytes={size}"), masks, 1)
+        misses = s["totals"]["miss_channels"]
+        if previous is not None:
+            assert misses <= previous
+        previous = misses
+    assert (
+        misses == np.unique(np.argwhere(masks)[:, 1:], axis=0).shape[0]
+    )  # everything fits: cold misses only
+
+
+def test_deterministic_for_a_seed(tmp_path):
+    spec = SynthSpec("zipf", HIDDEN, INTER, LAYERS, sequences=3, prefill_tokens=4, decode_tokens=5, seed=9)
+    write_synthetic(spec, tmp_path / "z.zarr")
+    a = build_report(simulate(config(), tmp_path / "z.zarr", batch=3))
+    b = build_report(simulate(config(), tmp_path / "z.zarr", batch=3))
+    assert a == b

@@ -1,0 +1,164 @@
+"""Engine pieces: bank words, step grouping, the stage DAG, and the numba engine equal to its numpy twin."""
+
+import dataclasses
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from codesign.sim.config import load_hwconfig
+from codesign.sim.dram import build_dram
+from codesign.sim.engine import (
+    Block,
+    SimParams,
+    dense_words,
+    simulate_variant,
+    step_starts,
+    words_from_bits,
+    words_from_masks,
+)
+from codesign.sim.pipeline import (
+    LAYER_COLUMNS,
+    build_pipeline,
+    compile_pipeline,
+    critical_path,
+    critical_path_py,
+)
+from codesign.sim.reference_numpy import simulate_variant_ref
+from codesign.trace.store import pack_masks
+from codesign.trace.synth import bank_topk_mask
+
+
+def small_params(**overrides) -> SimParams:
+    base = dict(
+        hidden=64, intermediate=512, layers=3, bank_size=64, k=16, dtype_bytes=2, num_sram_banks=4,
+        bank_size_bytes=4096, line_bytes=64, ports_per_bank=1, sram_line_interval_cycles=2, macs_per_cycle=256,
+        topk_cycles_per_bank=64, frequency_hz=1e9, execution="batch_union", residency="lru", double_buffer=True,
+        predictor_rank=16, sram_read_energy_pj=1.0, sram_write_energy_pj=1.0, dram_energy_pj_per_bit=3.5,
+        mac_energy_pj=0.5, leakage_mw_per_bank=1.0, area_mm2_per_bank=0.1,
+    )  # fmt: skip
+    return SimParams(**{**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def dram():
+    return build_dram(load_hwconfig("hwconfigs/bank64.yaml").dram)
+
+
+def make_blocks(masks, is_decode, seq_id, bank_size, chunk):
+    words = words_from_masks(masks, bank_size)
+
+    def blocks():
+        for i in range(0, len(words), chunk):
+            yield Block(words[i : i + chunk], is_decode[i : i + chunk], seq_id[i : i + chunk])
+
+    return blocks
+
+
+def uniform_trace(rng, tokens, p, prefill=0):
+    masks = bank_topk_mask(rng.standard_normal((tokens, p.layers, p.intermediate)), p.bank_size, p.k)
+    is_decode = np.arange(tokens) >= prefill
+    seq_id = np.where(is_decode, np.arange(tokens) % 3, 0).astype(np.int32)
+    return masks, is_decode, seq_id
+
+
+@pytest.mark.parametrize("bank_size", [32, 64, 128, 48])
+def test_words_from_bits_equals_words_from_masks(bank_size):
+    rng = np.random.default_rng(bank_size)
+    masks = rng.random((5, 2, 384)) < 0.3
+    a = words_from_bits(pack_masks(masks), bank_size)
+    b = words_from_masks(masks, bank_size)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (5, 2, 384 // bank_size, -(-bank_size // 64))
+    bits = np.unpackbits(a.view(np.uint8), axis=-1, bitorder="little")[..., :bank_size]  # (T, L, nb, B)
+    np.testing.assert_array_equal(bits.reshape(5, 2, 384).astype(bool), masks)
+    dense = dense_words(1, 1, 384 // bank_size, bank_size)
+    assert np.bitwise_count(dense).sum() == 384
+
+
+def test_step_starts_groups_decode_batches_and_prefill_chunks():
+    #            prefill seq0 ×5      | decode ×7 (any seq)   | prefill seq1 ×2 | decode ×1
+    is_decode = np.array([0] * 5 + [1] * 7 + [0] * 2 + [1], dtype=bool)
+    seq_id = np.array([0] * 5 + [0, 1, 2, 0, 1, 2, 0] + [1, 1] + [1])
+    starts = step_starts(is_decode, seq_id, batch=3, prefill_chunk=2)
+    assert starts.tolist() == [0, 2, 4, 5, 8, 11, 12, 14]
+    seq_change = np.array([0, 0, 1, 1], dtype=np.int32)
+    assert step_starts(np.zeros(4, bool), seq_change, 3, 8).tolist() == [0, 2]  # a new sequence ends a chunk
+
+
+def test_critical_path_matches_networkx_longest_path():
+    rng = np.random.default_rng(0)
+    for double_buffer in (True, False):
+        for sparse in (True, False):
+            g = build_pipeline(double_buffer, sparse)
+            pipe = compile_pipeline(g)
+            for _ in range(20):
+                stage = rng.integers(0, 1000, size=5).astype(np.int64)
+                weighted = nx.DiGraph()  # node weight on its incoming edges + a source
+                for n in g.nodes:
+                    weighted.add_edge("src", n, w=int(stage[g.nodes[n]["kind"]]))
+                for a, b in g.edges:
+                    weighted.add_edge(a, b, w=int(stage[g.nodes[b]["kind"]]))
+                expected = nx.dag_longest_path_length(weighted, weight="w")
+                assert critical_path(stage, pipe.kinds, pipe.preds, 0) == expected
+                assert critical_path_py(stage, pipe, 0) == expected
+    chain = compile_pipeline(build_pipeline(False, True))
+    assert critical_path(np.arange(1, 6, dtype=np.int64), chain.kinds, chain.preds, 0) == 15
+
+
+@pytest.mark.parametrize("residency", ["lru", "lfu", "none", "pinned_hot"])
+@pytest.mark.parametrize("execution", ["batch_union", "per_token_gather"])
+def test_engine_equals_numpy_twin(dram, residency, execution):
+    rng = np.random.default_rng(sum(map(ord, residency + execution)))
+    p = small_params(residency=residency, execution=execution, double_buffer=residency != "lfu")
+    masks, is_decode, seq_id = uniform_trace(rng, 41, p, prefill=6)
+    blocks = make_blocks(masks, is_decode, seq_id, p.bank_size, chunk=13)
+    fast = simulate_variant("s", p, blocks, dram, 4, prefill_chunk_tokens=4, max_steps=3)
+    slow = simulate_variant_ref("s", p, blocks, dram, 4, prefill_chunk_tokens=4)
+    np.testing.assert_array_equal(fast.per_layer, slow.per_layer)
+    np.testing.assert_array_equal(fast.per_sram_bank, slow.per_sram_bank)
+    np.testing.assert_array_equal(fast.bank_load, slow.bank_load)
+    np.testing.assert_allclose(fast.dram_time_ns, slow.dram_time_ns, rtol=1e-12)
+
+
+def test_engine_equals_twin_with_python_dram_twin_and_dense(dram):
+    rng = np.random.default_rng(5)
+    p = small_params(k=64, bank_size=128, residency="lru")  # dense, two words per bank
+    masks, is_decode, seq_id = uniform_trace(rng, 9, p)
+    blocks = make_blocks(masks, is_decode, seq_id, p.bank_size, chunk=4)
+    fast = simulate_variant("s", p, blocks, dram, 2)
+    slow = simulate_variant_ref("s", p, blocks, dram, 2, service=dram.kernel_py)  # the DRAM model's own twin
+    np.testing.assert_array_equal(fast.per_layer, slow.per_layer)
+
+
+def test_result_does_not_depend_on_chunking(dram):
+    rng = np.random.default_rng(11)
+    p = small_params()
+    masks, is_decode, seq_id = uniform_trace(rng, 37, p, prefill=5)
+    results = [
+        simulate_variant("s", p, make_blocks(masks, is_decode, seq_id, 64, chunk), dram, 3, max_steps=steps)
+        for chunk, steps in ((37, 256), (5, 2), (1, 1))
+    ]
+    for r in results[1:]:
+        np.testing.assert_array_equal(r.per_layer, results[0].per_layer)
+
+
+def test_stall_breakdown_sums_to_cycles(dram):
+    rng = np.random.default_rng(2)
+    for double_buffer in (True, False):
+        p = small_params(double_buffer=double_buffer)
+        masks, is_decode, seq_id = uniform_trace(rng, 16, p)
+        r = simulate_variant("s", p, make_blocks(masks, is_decode, seq_id, 64, 16), dram, 2)
+        col = dict(zip(LAYER_COLUMNS, r.per_layer.T, strict=True))
+        parts = col["compute_cycles"] + col["sram_bank_conflict_cycles"] + col["dram_stall_cycles"]
+        np.testing.assert_array_equal(parts, col["cycles"])
+        if not double_buffer:  # serial stages: the stalls are the stage times
+            np.testing.assert_array_equal(col["dram_stall_cycles"], col["fetch_stage_cycles"])
+            np.testing.assert_array_equal(col["sram_bank_conflict_cycles"], col["sram_stage_cycles"])
+
+
+def test_params_with_k_keeps_everything_else():
+    p = small_params()
+    d = p.with_k(64)
+    assert not d.sparse and d.predictor_bytes_per_layer == 0
+    assert dataclasses.replace(d, k=16) == p

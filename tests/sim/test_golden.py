@@ -1,0 +1,108 @@
+"""Hand-computed golden case: any difference in cycles, bytes, stalls or energy fails.
+
+Model: hidden 4, I = 8, 2 layers, B = 4, k = 2 (2 model banks per layer), bf16 → bundle = 3·4·2 = 24 B.
+Hardware: 2 SRAM banks (model bank j → SRAM bank j), 96 B each → capacity 4 bundles, 8 B lines → 3 lines
+per bundle, 1 port, 1 cycle per line; 8 MACs/cycle; top-k 1 cycle per (token, bank); predictor rank 2;
+1 GHz. DRAM: HBM3 `ideal` model with refresh off: any call of ≤ 32 bursts (32 B each, 32 channels) takes
+tRCD + tCL + one burst = 19.4 + 12.5 + 1.25 = 33.15 ns → 34 cycles.
+
+Trace (3 decode tokens, batch 1), kept channels:
+          layer 0        layer 1
+    t0    {0,1 | 4,5}    {2,3 | 6,7}
+    t1    {0,2 | 4,5}    {2,3 | 4,6}
+    t2    {1,3 | 6,7}    {0,1 | 4,5}
+LRU per SRAM bank (key = 8·layer + channel; order t0L0, t0L1, t1L0, ...; cache listed oldest first):
+  SRAM 0: t0L0 miss 0,1 [0,1]; t0L1 miss 10,11 [0,1,10,11]; t1L0 hit 0, miss 2 (evict 1) [10,11,0,2];
+          t1L1 hit 10,11 [0,2,10,11]; t2L0 miss 1,3 (evict 0,2) [10,11,1,3]; t2L1 miss 8,9 (evict 10,11)
+  SRAM 1: t0L0 miss 4,5; t0L1 miss 14,15 [4,5,14,15]; t1L0 hit 4,5 [14,15,4,5]; t1L1 miss 12,14 (evict
+          14,15) [4,5,12,14]; t2L0 miss 6,7 (evict 4,5) [12,14,6,7]; t2L1 hit 12, miss 13 (evict 14)
+Missed channels per layer-step: t0L0 {0,1,4,5}  t0L1 {2,3,6,7}  t1L0 {2}  t1L1 {4,6}  t2L0 {1,3,6,7}
+t2L1 {0,1,5}: 18 misses, 6 hits.
+SRAM port cycles per bank = (2 reads + misses) · 3 lines: max over the two banks 12, 12, 9, 12, 12, 12
+(Σ max 69; Σ both banks 24 + 24 + 15 + 18 + 24 + 21 = 126).
+DRAM requests (runs of missed channels at layer·192 + c·24, plus the predictor's 48 B at 384 + layer·48),
+32 B bursts touched: t0L0 [0,48) 2 + [96,144) 2 + pred 2 = 6; t0L1 [240,288) 2 + [336,384) 2 + pred [432,480)
+2 = 6; t1L0 [48,72) 2 + 2 = 4; t1L1 [288,312) 1 + [336,360) 2 + 2 = 5; t2L0 [24,48) 2 + [72,96) 1 +
+[144,192) 2 + 2 = 7; t2L1 [192,240) 2 + [312,336) 2 + 2 = 6 → 34 bursts = 1088 B in 18 requests.
+Compute per layer-step: FFN 3·4·4 = 48 MACs → 6 cycles; predictor 4·2 + 2·8 = 24 MACs → 3 cycles; top-k
+1·ceil(2/2) = 1 cycle.
+double buffer: T = 3 + 1 + max(34, S, 6) = 38 per layer-step → 228 cycles; compute 10·6 = 60; SRAM stall
+max(S, 6) − 6 = 6,6,3,6,6,6 → 33; DRAM 228 − 60 − 33 = 135.
+serial: T = 3 + 1 + 34 + S + 6 = 56,56,53,56,56,56 → 333; compute 60, SRAM 69, DRAM 204.
+Energy (read 1 pJ/line, write 2 pJ/line, DRAM 0.5 pJ/bit, MAC 0.25 pJ, 1 mW leakage per bank):
+72 read lines → 72; 54 fill lines → 108; 1088 B · 8 · 0.5 → 4352; (288 + 144) MACs → 108;
+2 mW · 228 ns → 456 pJ; total 5096 pJ (double buffer).
+"""
+
+import numpy as np
+import pytest
+
+from codesign.sim.config import load_hwconfig
+from codesign.sim.dram import build_dram
+from codesign.sim.engine import Block, SimParams, simulate_variant, words_from_masks
+from codesign.sim.reference_numpy import simulate_variant_ref
+from codesign.sim.report import variant_summary
+
+pytestmark = pytest.mark.golden
+
+KEPT = [  # token → layer → kept channels
+    [{0, 1, 4, 5}, {2, 3, 6, 7}],
+    [{0, 2, 4, 5}, {2, 3, 4, 6}],
+    [{1, 3, 6, 7}, {0, 1, 4, 5}],
+]
+
+
+def golden_params(double_buffer: bool) -> SimParams:
+    return SimParams(
+        hidden=4, intermediate=8, layers=2, bank_size=4, k=2, dtype_bytes=2, num_sram_banks=2,
+        bank_size_bytes=96, line_bytes=8, ports_per_bank=1, sram_line_interval_cycles=1, macs_per_cycle=8,
+        topk_cycles_per_bank=1, frequency_hz=1e9, execution="batch_union", residency="lru",
+        double_buffer=double_buffer, predictor_rank=2, sram_read_energy_pj=1.0, sram_write_energy_pj=2.0,
+        dram_energy_pj_per_bit=0.5, mac_energy_pj=0.25, leakage_mw_per_bank=1.0, area_mm2_per_bank=0.1,
+    )  # fmt: skip
+
+
+def run(double_buffer: bool, twin: bool = False):
+    dram = build_dram(
+        load_hwconfig("hwconfigs/bank64.yaml", ["dram.model=ideal", "dram.timing.tRFC_ns=0"]).dram
+    )
+    masks = np.zeros((3, 2, 8), dtype=bool)
+    for t, layers in enumerate(KEPT):
+        for l, kept in enumerate(layers):
+            masks[t, l, sorted(kept)] = True
+    block = Block(words_from_masks(masks, 4), np.ones(3, bool), np.arange(3, dtype=np.int32))
+    sim = simulate_variant_ref if twin else simulate_variant
+    p = golden_params(double_buffer)
+    return variant_summary(
+        sim("golden", p, lambda: iter([block]), dram, 1), peak_dram_bandwidth_bytes_per_s=8.192e11
+    )
+
+
+@pytest.mark.parametrize("twin", [False, True])
+def test_golden_double_buffered(twin):
+    s = run(double_buffer=True, twin=twin)
+    t = s["totals"]
+    assert (t["cycles"], t["tokens"], t["steps"]) == (228, 3, 3)
+    assert s["stalls"] == {"compute_cycles": 60, "sram_bank_conflict_cycles": 33, "dram_cycles": 135}
+    assert (t["dram_read_bytes"], t["dram_requests"], t["dram_ffn_bytes"], t["dram_predictor_bytes"]) == (
+        1088,
+        18,
+        18 * 24,
+        6 * 48,
+    )
+    assert (t["union_channels"], t["miss_channels"]) == (24, 18)
+    assert (t["sram_read_bytes"], t["sram_write_bytes"]) == (72 * 8, 54 * 8)
+    assert (t["ffn_macs"], t["predictor_macs"]) == (288, 144)
+    assert s["stage_busy"] == {"predictor_stage_cycles": 24, "fetch_stage_cycles": 204, "sram_stage_cycles": 69,
+                               "ffn_stage_cycles": 36}  # fmt: skip
+    assert t["sram_read_energy_pj"] == 72.0 and t["sram_write_energy_pj"] == 108.0
+    assert t["dram_energy_pj"] == 4352.0 and t["mac_energy_pj"] == 108.0
+    assert t["leakage_energy_pj"] == pytest.approx(456.0, rel=1e-12)
+    assert t["energy_pj"] == pytest.approx(5096.0, rel=1e-12)
+    assert t["bank_imbalance"] == pytest.approx(69 / 63 - 1, rel=1e-12)
+
+
+def test_golden_serial():
+    s = run(double_buffer=False)
+    assert s["totals"]["cycles"] == 333
+    assert s["stalls"] == {"compute_cycles": 60, "sram_bank_conflict_cycles": 69, "dram_cycles": 204}
