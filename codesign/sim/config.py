@@ -410,7 +410,8 @@ class HwConfig(_Section):
 
     def with_overrides(self, overrides: Sequence[str]) -> HwConfig:
         """A new config with `dotted.key=value` overrides applied to this one's YAML (then re-validated)."""
-        return parse_hwconfig(self._raw, source=self.source, overrides=overrides)
+        raw = self._raw or self.model_dump(exclude_none=True)  # built without the loader: use its values
+        return parse_hwconfig(raw, source=self.source, overrides=overrides)
 
     def with_sparsity(self, bank_size: int | None = None, k: int | None = None) -> HwConfig:
         """The same hardware with another (B, k); `with_sparsity(k=cfg.sparsity.bank_size)` is the dense baseline."""

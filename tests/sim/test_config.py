@@ -243,3 +243,9 @@ def test_parse_from_dict_names_its_source():
     with pytest.raises(ConfigError, match=r"^sweep\[3\]: sparsity.k: k=100 exceeds bank_size=64"):
         parse_hwconfig(data, source="sweep[3]")
     assert isinstance(parse_hwconfig(_bank64_dict()), HwConfig)
+
+
+def test_variants_of_a_config_built_without_the_loader():
+    cfg = HwConfig.model_validate(_bank64_dict())
+    assert cfg.source == "<hwconfig>"
+    assert cfg.dense_baseline().sparsity.k == 64

@@ -270,3 +270,19 @@ def test_bad_requests_are_config_errors():
         dram.service([0, 1], [32])
     with pytest.raises(ConfigError, match="DRAM state"):
         dram.service([0], [32], np.zeros(3, dtype=np.int64))
+
+
+@pytest.mark.analytic
+def test_ideal_model_is_bytes_over_bandwidth_plus_one_activation():
+    dram = dram_for("dram.model=ideal", NO_REFRESH)
+    t, dev = dram.device.timing, dram.device
+    nbytes = 32 * 1000 + 5  # 1001 bursts over 32 channels: 32 on the busiest one
+    r = dram.service([0], [nbytes])
+    assert (r.bytes_moved, r.row_misses) == (1001 * 32, 0)
+    assert r.time_ns == pytest.approx(t.tRCD_ns + t.tCL_ns + 32 * dev.burst_ns, abs=1e-9)
+    timed = dram_for().service(
+        [0], [1 << 24]
+    )  # bank_timing on the same stream: within 2 % of ideal + refresh
+    ideal = dram_for("dram.model=ideal").service([0], [1 << 24])
+    print(f"\n16 MB stream: bank_timing {timed.time_ns:.0f} ns vs ideal {ideal.time_ns:.0f} ns")
+    assert ideal.time_ns <= timed.time_ns < 1.02 * ideal.time_ns
