@@ -13,6 +13,7 @@ reference is docs/HWCONFIG.md; each section below mirrors one YAML section.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,7 +67,7 @@ class KeyedError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)  # no true -> 1, no "64" -> 64
 
 
 class ClockConfig(_Section):
@@ -430,6 +431,10 @@ class HwConfig(_Section):
 # ---- loading --------------------------------------------------------------------------------------------
 
 
+# PyYAML (YAML 1.1) reads `1e9` and `1.0e9` as strings (it wants `1.0e+9`); strict fields would reject them.
+_SCIENTIFIC = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+
+
 def load_hwconfig(path: str | Path, overrides: Sequence[str] = ()) -> HwConfig:
     """Read, override and validate a hwconfig YAML. Every problem is a one-line ConfigError naming file and key."""
     path = Path(path)
@@ -453,6 +458,7 @@ def parse_hwconfig(data: Any, source: str = "<dict>", overrides: Sequence[str] =
     raw = _deep_copy(data)
     for item in overrides:
         _apply_override(raw, item, source)
+    raw = _deep_copy(raw)  # again: numbers in overrides are normalised the same way
     try:
         cfg = HwConfig.model_validate(raw)
     except ValidationError as exc:
@@ -463,10 +469,13 @@ def parse_hwconfig(data: Any, source: str = "<dict>", overrides: Sequence[str] =
 
 
 def _deep_copy(data: Any) -> Any:
+    """A copy of parsed YAML with `1e9`-style strings read as the floats their author meant."""
     if isinstance(data, Mapping):
         return {k: _deep_copy(v) for k, v in data.items()}
     if isinstance(data, list):
         return [_deep_copy(v) for v in data]
+    if isinstance(data, str) and _SCIENTIFIC.match(data):
+        return float(data.replace("_", ""))
     return data
 
 

@@ -155,6 +155,8 @@ BAD_OVERRIDES = [
     ("dram.geometry.data_rate_gtps=8", "dram.bandwidth_gbps", None),  # with the next one, both set
     ("sram.bank_size_bytes=4194304", "sram.bank_size_bytes", "outside the CACTI 22nm_lstp sweep"),
     ("batch=two", "batch", "valid integer"),
+    ("sram.num_banks=true", "sram.num_banks", "valid integer"),  # strict: no bool -> int
+    ("sram.line_bytes=64.0", "sram.line_bytes", "valid integer"),
     ("sram.foo=1", "sram.foo", "unknown key; valid keys here: num_banks"),
     ("dram.timing.tXYZ_ns=1", "dram.timing.tXYZ_ns", "unknown key; valid keys here: tRCD_ns"),
     ("nonsense=1", "nonsense", "unknown key"),
@@ -246,6 +248,14 @@ def test_parse_from_dict_names_its_source():
 
 
 def test_variants_of_a_config_built_without_the_loader():
-    cfg = HwConfig.model_validate(_bank64_dict())
+    cfg = HwConfig.model_validate(load_hwconfig(BANK64).model_dump())
     assert cfg.source == "<hwconfig>"
     assert cfg.dense_baseline().sparsity.k == 64
+
+
+def test_scientific_notation_is_a_number_in_files_and_overrides():
+    """PyYAML reads `1e9` as a string; the loader reads it as the float its author meant."""
+    data = _bank64_dict()
+    data["clock"]["frequency_hz"] = "2e9"
+    assert parse_hwconfig(data).clock.frequency_hz == 2e9
+    assert load_hwconfig(BANK64, ["clock.frequency_hz=1.5e9"]).clock.frequency_hz == 1.5e9
