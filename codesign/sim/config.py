@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -247,6 +247,12 @@ class DramConfig(_Section):
             pins = self.stacks * geometry.channels_per_stack * geometry.bus_bits
             geometry = DramGeometry(**{**asdict(geometry), "data_rate_gtps": self.bandwidth_gbps * 8 / pins})
             sources["geometry"] += f"; data_rate_gtps set from dram.bandwidth_gbps={self.bandwidth_gbps}"
+        rate_ratio = preset.geometry.data_rate_gtps / geometry.data_rate_gtps
+        if rate_ratio != 1.0 and self.timing.tCCD_S_ns is None:
+            # tCCD_S is a count of clock cycles (one burst for HBM3, LPDDR5, DDR5): it follows the data rate,
+            # else a faster bus would stay capped at the preset's column rate. Analog timings (tRCD...) do not.
+            timing = replace(timing, tCCD_S_ns=timing.tCCD_S_ns * rate_ratio)
+            sources["timing"] += "; tCCD_S_ns scaled with the data rate"
         for name in ("geometry", "timing"):
             overridden = getattr(self, name).model_dump(exclude_none=True)
             if overridden:

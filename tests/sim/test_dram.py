@@ -286,3 +286,17 @@ def test_ideal_model_is_bytes_over_bandwidth_plus_one_activation():
     ideal = dram_for("dram.model=ideal").service([0], [1 << 24])
     print(f"\n16 MB stream: bank_timing {timed.time_ns:.0f} ns vs ideal {ideal.time_ns:.0f} ns")
     assert ideal.time_ns <= timed.time_ns < 1.02 * ideal.time_ns
+
+
+@pytest.mark.analytic
+@pytest.mark.parametrize("override", ["dram.bandwidth_gbps=1638.4", "dram.geometry.data_rate_gtps=3.2"])
+def test_a_changed_data_rate_moves_the_streaming_ceiling_with_it(override):
+    """tCCD_S follows the data rate (it counts clock cycles), so a 2× faster bus streams 2× faster."""
+    dram = dram_for(override)
+    dev = dram.device
+    r = dram.service([0], [64 * 1024 * dev.channels])
+    print(
+        f"\n{override}: {r.bandwidth_bytes_per_s / 1e9:.1f} GB/s, peak {dev.peak_bandwidth_bytes_per_s / 1e9:.1f}"
+    )
+    assert dev.timing.tCCD_S_ns == pytest.approx(dev.burst_ns)
+    assert 0 <= 1 - r.bandwidth_bytes_per_s / dev.sustained_bandwidth_bytes_per_s < 0.03
