@@ -17,6 +17,7 @@ import triton
 import triton.language as tl
 
 from codesign.errors import ConfigError
+from codesign.kernels import dispatch
 from codesign.kernels.dispatch import dot_in_fp32, is_pow2, resolve
 from codesign.kernels.routing import Routing, bank_topk_ref, bank_topk_routing_ref, default_tile_tokens
 
@@ -120,10 +121,10 @@ def _triton_ok(bank_size: int, tile: int) -> bool:
 def _launch(logits, h, w, bias, tokens, intermediate, bank_size, k, tile, device) -> Routing:
     nb = intermediate // bank_size
     n_tiles = triton.cdiv(tokens, tile)
-    idx = torch.empty(tokens, nb * k, dtype=torch.int64, device=device)
-    bits = torch.empty(tokens, intermediate // 8, dtype=torch.uint8, device=device)
-    cols = torch.empty(n_tiles, nb, bank_size, dtype=torch.int32, device=device)
-    counts = torch.empty(n_tiles, nb, dtype=torch.int32, device=device)
+    idx = dispatch.empty(tokens, nb * k, dtype=torch.int64, device=device)
+    bits = dispatch.empty(tokens, intermediate // 8, dtype=torch.uint8, device=device)
+    cols = dispatch.empty(n_tiles, nb, bank_size, dtype=torch.int32, device=device)
+    counts = dispatch.empty(n_tiles, nb, dtype=torch.int32, device=device)
     fused = logits is None
     rank = h.shape[1] if fused else 0
     src = h if fused else logits

@@ -47,3 +47,9 @@ def dot_in_fp32(dtype: torch.dtype) -> bool:
 
 def is_pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
+
+
+def empty(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Every output and scratch buffer the launchers allocate comes from here (tests poison it with NaN / -1
+    to prove each kernel writes every element it later reads)."""
+    return torch.empty(*shape, dtype=dtype, device=device)

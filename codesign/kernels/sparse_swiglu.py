@@ -27,6 +27,7 @@ import triton
 import triton.language as tl
 
 from codesign.errors import ConfigError
+from codesign.kernels import dispatch
 from codesign.kernels.dispatch import dot_in_fp32, resolve
 from codesign.kernels.routing import Routing
 
@@ -320,7 +321,7 @@ def _rows_matmul(a1, w1, a2, w2, routing: Routing, out_dtype, blocks: Blocks, do
     splits = _splits(routing, hidden, blocks, a1.device)
     per = triton.cdiv(routing.banks, splits)
     splits = triton.cdiv(routing.banks, per)
-    part = torch.empty(splits, tokens, hidden, dtype=torch.float32, device=a1.device)
+    part = dispatch.empty(splits, tokens, hidden, dtype=torch.float32, device=a1.device)
     two = a2 is not None
     a2, w2 = (a2, w2) if two else (a1, w1)
     kernel = _tuned("rows") if cuda else _gathered_rows_matmul_kernel
@@ -331,7 +332,7 @@ def _rows_matmul(a1, w1, a2, w2, routing: Routing, out_dtype, blocks: Blocks, do
         a1.stride(0), w1.stride(0), w1.stride(1), w2.stride(0), w2.stride(1), part.stride(0), part.stride(1),
         TWO=two, DOT_F32=dot_f32, **_meta(routing, blocks, cuda),
     )  # fmt: skip
-    out = torch.empty(tokens, hidden, dtype=out_dtype, device=a1.device)
+    out = dispatch.empty(tokens, hidden, dtype=out_dtype, device=a1.device)
     block = min(1024, triton.next_power_of_2(hidden))
     _reduce_partials_kernel[(tokens, triton.cdiv(hidden, block))](
         part, out, splits, hidden, part.stride(0), part.stride(1), out.stride(0), BLOCK_D=block
@@ -343,7 +344,8 @@ def _forward(x, gate_w, up_w, down_t, scale, routing: Routing, blocks: Blocks) -
     tokens, hidden = x.shape
     cuda = x.device.type == "cuda"
     dot_f32 = dot_in_fp32(x.dtype)
-    h = torch.empty(tokens, routing.intermediate, dtype=torch.float32, device=x.device)  # union entries only
+    # only the union entries of h are written and read
+    h = dispatch.empty(tokens, routing.intermediate, dtype=torch.float32, device=x.device)
     kernel = _tuned("h") if cuda else _sparse_swiglu_fwd_kernel
     s = scale if scale is not None else h
     kernel[(routing.tiles, routing.banks)](
@@ -378,7 +380,8 @@ def _backward(dy, x, gate_w, up_w, down_t, scale, routing: Routing, blocks: Bloc
     grads_w = (None, None, None)
     if need_w:
         grads_w = tuple(
-            torch.empty(routing.intermediate, hidden, dtype=torch.float32, device=x.device) for _ in range(3)
+            dispatch.empty(routing.intermediate, hidden, dtype=torch.float32, device=x.device)
+            for _ in range(3)
         )
         block_d = min(bwd_blocks.block_d, triton.next_power_of_2(hidden))
         _sparse_swiglu_bwd_w_kernel[(routing.banks, triton.cdiv(hidden, block_d))](
