@@ -95,57 +95,121 @@ def choose_pinned(
 
 
 # ---- LRU: one doubly linked list of slots per SRAM bank, MRU at head -------------------------------------
-@njit(cache=True, parallel=True)
-def update_lru(need, miss, num_sram_banks, bank_size, slot_key, prev, nxt, head, tail, count, key_slot):
+@njit(cache=True)
+def _lru_bank(s, need, miss, num_sram_banks, bank_size, slot_key, prev, nxt, head, tail, count, key_slot,
+              flush_bank, flush_words):  # fmt: skip
+    """All accesses of SRAM bank s, exact LRU. List ends and size live in locals until the end.
+
+    Fast path ("flushed" state): a model bank that needs ≥ capacity channels in one step leaves exactly its
+    `capacity` highest channels on chip, whatever was there before. Such a state is kept as (model bank,
+    words) instead of a list; while every step of this SRAM bank needs ≥ capacity channels of a *different*
+    model bank, everything misses and the state is replaced in O(W) — the thrash regime of large models
+    (Qwen2.5-7B on bank64: 12 bundles per SRAM bank, 16 channels per step). Anything else first rebuilds
+    the list from the flushed words (oldest = lowest channel) and takes the general path.
+    """
     S, L, nb, W = need.shape
     cap = slot_key.shape[1]
-    for s in prange(num_sram_banks):
-        for t in range(S):
-            for l in range(L):
-                for j in range(s, nb, num_sram_banks):
+    sk, pv, nx, fw = slot_key[s], prev[s], nxt[s], flush_words[s]  # this bank's rows
+    h, tl, cnt, fb = head[s], tail[s], count[s], flush_bank[s]
+    for t in range(S):
+        for l in range(L):
+            for j in range(s, nb, num_sram_banks):
+                bank_id = l * nb + j
+                pc = 0
+                for w in range(W):
+                    pc += popcount64(need[t, l, j, w])
+                if fb >= 0 and fb != bank_id and pc >= cap:  # flushed → flushed: all miss
+                    _keep_highest(need[t, l, j], fw, pc - cap)
+                    fb = bank_id
                     for w in range(W):
-                        x = need[t, l, j, w]
-                        m = _ZERO
-                        base = (l * nb + j) * bank_size + w * 64
-                        while x != _ZERO:
-                            bit = low_bit_index(x)
-                            x = x & (x - _ONE)
-                            key = base + bit
-                            slot = key_slot[key]
-                            if slot >= 0:  # hit: unlink, relink at head below
-                                if slot == head[s]:
-                                    continue
-                                p = prev[s, slot]
-                                n = nxt[s, slot]
-                                nxt[s, p] = n
-                                if n == -1:
-                                    tail[s] = p
+                        miss[t, l, j, w] = need[t, l, j, w]
+                    continue
+                if fb >= 0:  # rebuild the list: the flushed channels, oldest (lowest) first
+                    for w in range(W):
+                        y = fw[w]
+                        while y != _ZERO:
+                            key = fb * bank_size + w * 64 + low_bit_index(y)
+                            y = y & (y - _ONE)
+                            slot = cnt
+                            cnt += 1
+                            sk[slot] = key
+                            key_slot[key] = slot
+                            pv[slot] = -1
+                            nx[slot] = h
+                            if h != -1:
+                                pv[h] = slot
+                            else:
+                                tl = slot
+                            h = slot
+                    fb = -1
+                base = bank_id * bank_size
+                for w in range(W):
+                    x = need[t, l, j, w]
+                    m = _ZERO
+                    while x != _ZERO:
+                        bit = low_bit_index(x)
+                        x = x & (x - _ONE)
+                        key = base + w * 64 + bit
+                        slot = key_slot[key]
+                        if slot >= 0:  # hit: unlink, relink at the head below
+                            if slot == h:
+                                continue
+                            p = pv[slot]
+                            n = nx[slot]
+                            nx[p] = n
+                            if n == -1:
+                                tl = p
+                            else:
+                                pv[n] = p
+                        else:
+                            m |= _ONE << np.uint64(bit)
+                            if cnt < cap:
+                                slot = cnt
+                                cnt += 1
+                            else:  # evict the tail (least recently used)
+                                slot = tl
+                                key_slot[sk[slot]] = -1
+                                if slot == h:  # capacity 1
+                                    h = -1
+                                    tl = -1
                                 else:
-                                    prev[s, n] = p
-                            else:
-                                m |= _ONE << np.uint64(bit)
-                                if count[s] < cap:
-                                    slot = count[s]
-                                    count[s] += 1
-                                else:  # evict the tail (least recently used)
-                                    slot = tail[s]
-                                    key_slot[slot_key[s, slot]] = -1
-                                    if slot == head[s]:  # capacity 1
-                                        head[s] = -1
-                                        tail[s] = -1
-                                    else:
-                                        tail[s] = prev[s, slot]
-                                        nxt[s, tail[s]] = -1
-                                slot_key[s, slot] = key
-                                key_slot[key] = slot
-                            prev[s, slot] = -1
-                            nxt[s, slot] = head[s]
-                            if head[s] != -1:
-                                prev[s, head[s]] = slot
-                            else:
-                                tail[s] = slot
-                            head[s] = slot
-                        miss[t, l, j, w] = m
+                                    tl = pv[slot]
+                                    nx[tl] = -1
+                            sk[slot] = key
+                            key_slot[key] = slot
+                        pv[slot] = -1
+                        nx[slot] = h
+                        if h != -1:
+                            pv[h] = slot
+                        else:
+                            tl = slot
+                        h = slot
+                    miss[t, l, j, w] = m
+                if pc >= cap:  # the list now holds exactly this bank's top channels: switch to flushed
+                    for i in range(cnt):
+                        key_slot[sk[i]] = -1
+                    cnt, h, tl, fb = 0, -1, -1, bank_id
+                    _keep_highest(need[t, l, j], fw, pc - cap)
+    head[s], tail[s], count[s], flush_bank[s] = h, tl, cnt, fb
+
+
+@njit(cache=True)
+def _keep_highest(words, out, drop):
+    """out = words with their `drop` lowest set bits (across words, ascending) cleared."""
+    for w in range(words.shape[0]):
+        y = words[w]
+        while drop > 0 and y != _ZERO:
+            y = y & (y - _ONE)
+            drop -= 1
+        out[w] = y
+
+
+@njit(cache=True, parallel=True)
+def update_lru(need, miss, num_sram_banks, bank_size, slot_key, prev, nxt, head, tail, count, key_slot, flush_bank,
+               flush_words):  # fmt: skip
+    for s in prange(num_sram_banks):  # SRAM banks own disjoint keys and state rows: no races
+        _lru_bank(s, need, miss, num_sram_banks, bank_size, slot_key, prev, nxt, head, tail, count, key_slot,
+                  flush_bank, flush_words)  # fmt: skip
 
 
 # ---- LFU: counts per key, victim = min (count, last use) by a scan of the bank's slots -------------------
@@ -228,6 +292,8 @@ class Residency:
             self.nxt = np.full((ns, capacity), -1, dtype=np.int64)
             self.head = np.full(ns, -1, dtype=np.int64)
             self.tail = np.full(ns, -1, dtype=np.int64)
+            self.flush_bank = np.full(ns, -1, dtype=np.int64)  # see _lru_bank's fast path
+            self.flush_words = np.zeros((ns, -(-bank_size // 64)), dtype=np.uint64)
         elif policy == "lfu":
             self.freq = np.zeros(num_keys, dtype=np.int64)
             self.last_use = np.zeros(num_keys, dtype=np.int64)
@@ -240,7 +306,7 @@ class Residency:
             update_pinned(need, miss, self.pinned)
         elif self.policy == "lru":
             update_lru(need, miss, self.num_sram_banks, self.bank_size, self.slot_key, self.prev, self.nxt,
-                       self.head, self.tail, self.count, self.key_slot)  # fmt: skip
+                       self.head, self.tail, self.count, self.key_slot, self.flush_bank, self.flush_words)  # fmt: skip
         else:
             update_lfu(need, miss, self.num_sram_banks, self.bank_size, self.slot_key, self.count, self.key_slot,
                        self.freq, self.last_use, self.clock)  # fmt: skip

@@ -24,15 +24,18 @@ def test_bit_helpers_match_python():
 
 @pytest.mark.parametrize("policy", ["lru", "lfu", "none"])
 @pytest.mark.parametrize("capacity", [1, 3, 11])
-@pytest.mark.parametrize(("bank_size", "num_sram_banks"), [(64, 3), (100, 2), (32, 4)])
-def test_kernels_equal_python_twin(policy, capacity, bank_size, num_sram_banks):
-    rng = np.random.default_rng(capacity * 31 + bank_size)
+@pytest.mark.parametrize(
+    ("bank_size", "num_sram_banks", "L", "nb"), [(64, 3, 2, 5), (100, 2, 2, 5), (32, 4, 2, 5), (64, 2, 1, 2)]
+)
+def test_kernels_equal_python_twin(policy, capacity, bank_size, num_sram_banks, L, nb):
+    # capacities below the channels a step needs exercise LRU's "flushed" fast path; L = 1 with one model
+    # bank per SRAM bank revisits the flushing bank itself
+    rng = np.random.default_rng(capacity * 31 + bank_size + L)
     W = -(-bank_size // 64)
-    L, nb = 2, 5
     fast = Residency(policy, num_sram_banks, capacity, bank_size, L * nb * W * 64)
     slow = ResidencyPy(policy, num_sram_banks, capacity, bank_size)
-    for _ in range(3):  # state carries over between calls
-        need = random_need(rng, (4, L, nb, W), bank_size, density=rng.uniform(0.05, 0.4))
+    for _ in range(4):  # state carries over between calls
+        need = random_need(rng, (6, L, nb, W), bank_size, density=rng.uniform(0.02, 0.5))
         m_fast, m_slow = np.empty_like(need), np.empty_like(need)
         fast.update(need, m_fast)
         slow.update(need, m_slow)
