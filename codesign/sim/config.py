@@ -116,13 +116,17 @@ class SramConfig(_Section):
     bank_size_bytes: PositiveInt
     line_bytes: PositiveInt
     ports_per_bank: PositiveInt = 1
+    # a bank built of M equal macros, consecutive lines in consecutive macros (sub-banking): each access
+    # costs one macro's energy; leakage and area are M macros'; a port serves a line every
+    # ceil(ceil(cycle_ns / clock) / M) cycles (see HwConfig.sram_line_interval_cycles)
+    macros_per_bank: PositiveInt = 1
     technology: Literal["22nm_lstp", "45nm_lstp"] = "22nm_lstp"
-    # costs per bank; when absent from the YAML they are filled from the CACTI 7 sweep (sram.py)
+    # costs; when absent from the YAML they are filled from the CACTI 7 sweep for one macro (sram.py)
     read_energy_pj: PositiveFloat  # per line read
     write_energy_pj: PositiveFloat  # per line write
-    leakage_mw_per_bank: NonNegativeFloat
-    area_mm2_per_bank: PositiveFloat
-    cycle_ns: PositiveFloat  # min time between accesses to one port of a bank
+    leakage_mw_per_bank: NonNegativeFloat  # all macros of a bank
+    area_mm2_per_bank: PositiveFloat  # all macros of a bank
+    cycle_ns: PositiveFloat  # min time between two accesses to one macro
     residency: Literal["none", "lru", "lfu", "pinned_hot"] = "lru"
     double_buffer: bool = True
 
@@ -132,39 +136,69 @@ class SramConfig(_Section):
         if not isinstance(data, Mapping) or all(k in data and data[k] is not None for k in SRAM_COST_KEYS):
             return data
         data = {k: v for k, v in data.items() if v is not None or k not in SRAM_COST_KEYS}
-        size, line = data.get("bank_size_bytes"), data.get("line_bytes")
+        size, line, macros = (
+            data.get("bank_size_bytes"),
+            data.get("line_bytes"),
+            data.get("macros_per_bank", 1),
+        )
         technology = data.get("technology", "22nm_lstp")
-        sizes_ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (size, line))
+        sizes_ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (size, line, macros))
         if not sizes_ok or technology not in sram_costs.TECHNOLOGIES:
             return data  # the field validators report the bad size / technology itself
+        if size % macros:
+            raise KeyedError("macros_per_bank", f"{macros} macros do not split bank_size_bytes={size} evenly")
         try:
-            macro = sram_costs.cacti_macro(technology, size, line)
+            macro = sram_costs.cacti_macro(technology, size // macros, line)
         except ValueError as exc:
-            raise KeyedError("bank_size_bytes", str(exc)) from None
-        for key, attr in SRAM_COST_KEYS.items():
-            data.setdefault(key, getattr(macro, attr))
+            key = "line_bytes" if "line" in str(exc) else "bank_size_bytes"
+            raise KeyedError(
+                key,
+                f"{exc} (bank_size_bytes {size} / macros_per_bank {macros}); write read_energy_pj, write_energy_pj, "
+                "leakage_mw_per_bank, area_mm2_per_bank and cycle_ns explicitly",
+            ) from None
+        for key, value in _bank_costs(macro, macros).items():
+            data.setdefault(key, value)
         return data
+
+    @model_validator(mode="after")
+    def _macros_split_the_bank(self) -> SramConfig:
+        if self.bank_size_bytes % self.macros_per_bank:
+            raise KeyedError(
+                "macros_per_bank", f"{self.macros_per_bank} macros do not split bank_size_bytes evenly"
+            )
+        return self
 
     @property
     def capacity_bytes(self) -> int:
         return self.num_banks * self.bank_size_bytes
 
+    @property
+    def macro_size_bytes(self) -> int:
+        return self.bank_size_bytes // self.macros_per_bank
+
     def cacti(self) -> sram_costs.SramMacro | None:
-        """The CACTI 7 costs for this bank size and line, or None outside the sweep."""
+        """The CACTI 7 costs of one macro (bank size / macros, line), or None outside the sweep."""
         try:
-            return sram_costs.cacti_macro(self.technology, self.bank_size_bytes, self.line_bytes)
+            return sram_costs.cacti_macro(self.technology, self.macro_size_bytes, self.line_bytes)
         except ValueError:
             return None
 
     def cost_sources(self) -> dict[str, str]:
         """Where each cost came from: the CACTI sweep (value equal to its lookup) or the YAML."""
         macro = self.cacti()
+        derived = _bank_costs(macro, self.macros_per_bank) if macro is not None else {}
         return {
-            key: macro.source
-            if macro is not None and getattr(self, key) == getattr(macro, attr)
-            else "hwconfig"
-            for key, attr in SRAM_COST_KEYS.items()
+            key: macro.source if derived.get(key) == getattr(self, key) else "hwconfig"
+            for key in SRAM_COST_KEYS
         }
+
+
+def _bank_costs(macro: sram_costs.SramMacro, macros: int) -> dict[str, float]:
+    """Cost keys of a bank of `macros` equal macros: per-access energy of one, leakage and area of all."""
+    per_bank = {"leakage_mw_per_bank", "area_mm2_per_bank"}
+    return {
+        key: getattr(macro, attr) * (macros if key in per_bank else 1) for key, attr in SRAM_COST_KEYS.items()
+    }
 
 
 class DramGeometryOverrides(_Section):
@@ -333,8 +367,10 @@ class HwConfig(_Section):
 
     @property
     def sram_line_interval_cycles(self) -> int:
-        """Clock cycles between two line accesses to one port: ceil(sram.cycle_ns / clock period), ≥ 1."""
-        return max(1, math.ceil(round(self.sram.cycle_ns / self.clock.cycle_time_ns, 9)))
+        """Clock cycles between two line accesses to one port: a macro is busy ceil(cycle_ns / clock) cycles,
+        and M line-interleaved macros take turns, so ceil(that / M), at least 1."""
+        macro_cycles = math.ceil(round(self.sram.cycle_ns / self.clock.cycle_time_ns, 9))
+        return max(1, -(-macro_cycles // self.sram.macros_per_bank))
 
     @property
     def sram_read_bytes_per_cycle(self) -> float:

@@ -7,8 +7,8 @@ macros at 22 nm LSTP (4 KB – 1 MB × 16/32/64/128 B lines) and 45 nm LSTP (8 K
 - on a grid point, the CSV row exactly (256 KB × 64 B at 22 nm: 50.7 pJ per read, HARDWARE_NUMBERS.md);
 - between grid points, bilinear interpolation in (log2 size, log2 line) of log(value) — CACTI costs follow
   power laws in size locally, so a log-log interpolation is exact for those and never goes negative;
-- outside the swept range, a ValueError naming the range: extrapolating CACTI is not honest, give the costs
-  explicitly in the hwconfig instead (sram.read_energy_pj, ...), which always win over the CSV.
+- outside the swept range, a ValueError naming the range: extrapolating CACTI is not honest; the hwconfig
+  then needs its costs written explicitly (sram.read_energy_pj, ...), which always win over the CSV.
 
 Torch-free and numba-free: the config loader calls this while validating a hwconfig.
 """
@@ -113,14 +113,10 @@ def cacti_macro(technology: str, size_bytes: int, line_bytes: int) -> SramMacro:
     (s_min, s_max), (l_min, l_max) = cacti_range(technology)
     if not s_min <= size_bytes <= s_max:
         raise ValueError(
-            f"bank_size_bytes={size_bytes} is outside the CACTI {technology} sweep ({s_min}–{s_max} B); "
-            "give read_energy_pj, write_energy_pj, leakage_mw_per_bank, area_mm2_per_bank, cycle_ns explicitly"
+            f"a {size_bytes} B macro is outside the CACTI {technology} sweep ({s_min}–{s_max} B)"
         )
     if not l_min <= line_bytes <= l_max:
-        raise ValueError(
-            f"line_bytes={line_bytes} is outside the CACTI {technology} sweep ({l_min}–{l_max} B); "
-            "give read_energy_pj, write_energy_pj, leakage_mw_per_bank, area_mm2_per_bank, cycle_ns explicitly"
-        )
+        raise ValueError(f"a {line_bytes} B line is outside the CACTI {technology} sweep ({l_min}–{l_max} B)")
     i0, i1, wi = _bracket(t.sizes, size_bytes)
     j0, j1, wj = _bracket(t.lines, line_bytes)
     out = {}

@@ -45,8 +45,11 @@ def test_bank64_derived_values_by_hand():
     assert cfg.cycle_time_s == 1e-9
     assert cfg.peak_macs_per_s == 16384 * 1e9
     # CACTI 22 nm row 256 KB × 64 B: 0.0507165 nJ read, 2.21748 ns cycle -> 3 cycles per line at 1 GHz
+    assert cfg.sram.macros_per_bank == 1
     assert cfg.sram.read_energy_pj == 50.7165
+    assert cfg.sram.leakage_mw_per_bank == 0.0348592 and cfg.sram.area_mm2_per_bank == 0.248147
     assert cfg.sram_line_interval_cycles == 3
+    assert cfg.sram_read_bytes_per_cycle == 64 * 64 / 3
     dev = cfg.dram_device
     assert (dev.channels, dev.burst_bytes, dev.burst_ns) == (32, 32, 1.25)
     assert dev.unloaded_read_ns == pytest.approx(19.4 + 12.5 + 1.25)
@@ -103,6 +106,23 @@ def test_sram_costs_follow_an_overridden_bank_size():
     assert small.sram.read_energy_pj == pytest.approx(10.2536)  # CACTI row 32 KB × 64 B (HN: 10.3 pJ)
 
 
+def test_macros_per_bank_trade_energy_for_port_bandwidth():
+    two = load_hwconfig(BANK64, ["sram.macros_per_bank=2"])  # two 128 KB macros: 1.16857 ns cycle, in turn
+    assert (two.sram.read_energy_pj, two.sram_line_interval_cycles) == (31.3419, 1)
+    assert two.sram.leakage_mw_per_bank == pytest.approx(2 * 0.0188464)
+    assert two.sram.area_mm2_per_bank == pytest.approx(2 * 0.145675)
+    four = load_hwconfig(BANK64, ["sram.macros_per_bank=4"])  # 64 KB macros
+    assert four.sram.read_energy_pj == 19.8912 and four.sram_line_interval_cycles == 1
+    assert four.sram.leakage_mw_per_bank == pytest.approx(4 * 0.00942319)
+    assert (
+        load_hwconfig(BANK64, ["clock.frequency_hz=2e9"]).sram_line_interval_cycles == 5
+    )  # 2.22 ns / 0.5 ns
+    assert (
+        load_hwconfig(BANK64, ["sram.macros_per_bank=2", "clock.frequency_hz=2e9"]).sram_line_interval_cycles
+        == 2
+    )
+
+
 def test_with_sparsity_and_dense_baseline_keep_the_hardware():
     cfg = load_hwconfig(BANK64, ["dram.timing.tRCD_ns=20"])
     dense = cfg.dense_baseline()
@@ -153,7 +173,14 @@ BAD_OVERRIDES = [
     ("dram.timing.tRFC_ns=5000", "dram.timing.tRFC_ns", "below tREFI_ns"),
     ("dram.geometry.interleave_bytes=48", "dram.geometry.interleave_bytes", "multiple of the burst"),
     ("dram.geometry.data_rate_gtps=8", "dram.bandwidth_gbps", None),  # with the next one, both set
-    ("sram.bank_size_bytes=4194304", "sram.bank_size_bytes", "outside the CACTI 22nm_lstp sweep"),
+    (
+        "sram.bank_size_bytes=4194304",
+        "sram.bank_size_bytes",
+        "a 4194304 B macro is outside the CACTI 22nm_lstp sweep",
+    ),
+    ("sram.line_bytes=512", "sram.line_bytes", "a 512 B line is outside"),
+    ("sram.macros_per_bank=3", "sram.macros_per_bank", "do not split bank_size_bytes=262144 evenly"),
+    ("sram.macros_per_bank=0", "sram.macros_per_bank", "greater than 0"),
     ("batch=two", "batch", "valid integer"),
     ("sram.num_banks=true", "sram.num_banks", "valid integer"),  # strict: no bool -> int
     ("sram.line_bytes=64.0", "sram.line_bytes", "valid integer"),

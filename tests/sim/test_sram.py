@@ -73,9 +73,11 @@ def test_energy_grows_with_size_at_fixed_line():
 def test_outside_the_sweep_is_an_error_naming_the_range():
     (s_min, s_max), (l_min, l_max) = cacti_range("22nm_lstp")
     assert (s_min, s_max, l_min, l_max) == (4096, 1048576, 16, 128)
-    with pytest.raises(ValueError, match=r"bank_size_bytes=2097152 is outside .* \(4096–1048576 B\)"):
+    with pytest.raises(
+        ValueError, match=r"a 2097152 B macro is outside the CACTI 22nm_lstp sweep \(4096–1048576 B\)"
+    ):
         cacti_macro("22nm_lstp", 2 * 1048576, 64)
-    with pytest.raises(ValueError, match="line_bytes=256 is outside"):
+    with pytest.raises(ValueError, match="a 256 B line is outside"):
         cacti_macro("22nm_lstp", 65536, 256)
     with pytest.raises(ValueError, match="unknown SRAM technology '7nm'; valid: 22nm_lstp, 45nm_lstp"):
         cacti_macro("7nm", 65536, 64)
