@@ -300,3 +300,12 @@ def test_a_changed_data_rate_moves_the_streaming_ceiling_with_it(override):
     )
     assert dev.timing.tCCD_S_ns == pytest.approx(dev.burst_ns)
     assert 0 <= 1 - r.bandwidth_bytes_per_s / dev.sustained_bandwidth_bytes_per_s < 0.03
+
+
+@pytest.mark.parametrize("model", ["bank_timing", "ideal"])
+def test_n_beyond_the_buffers_reads_only_the_buffers(model):
+    dram = dram_for(f"dram.model={model}")
+    starts, lengths = np.array([0, 4096], dtype=np.int64), np.array([64, 64], dtype=np.int64)
+    within = dram.kernel(starts, lengths, 2, dram.params, dram.new_state())
+    assert dram.kernel(starts, lengths, 10, dram.params, dram.new_state()) == within
+    assert dram.kernel_py(starts, lengths, 10, dram.params, dram.new_state()) == within

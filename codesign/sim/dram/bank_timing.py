@@ -110,7 +110,7 @@ def service_requests(starts_bytes, lengths_bytes, n, params, state):
     bursts = np.int64(0)
     hits = np.int64(0)
     misses = np.int64(0)
-    for i in range(n):
+    for i in range(min(n, len(starts_bytes), len(lengths_bytes))):  # never read past the buffers
         length = np.int64(lengths_bytes[i])
         if length <= 0:
             continue
@@ -215,7 +215,7 @@ def service_requests_py(starts_bytes, lengths_bytes, n, params, state):
     bus_free, finish = [0] * C, [0] * C
     acts: list[list[int]] = [[] for _ in range(C)]  # every ACT time of each channel, in order
     bursts = hits = misses = 0
-    for i in range(n):
+    for i in range(min(n, len(starts_bytes), len(lengths_bytes))):  # never read past the buffers
         s, length = int(starts_bytes[i]), int(lengths_bytes[i])
         if length <= 0:
             continue

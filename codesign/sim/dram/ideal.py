@@ -36,7 +36,7 @@ def service_requests_ideal(starts_bytes, lengths_bytes, n, params, state):
     counter = 2 * C * np.int64(params[P_BANKS])
     state[counter] += 1
     bursts = np.int64(0)
-    for i in range(n):
+    for i in range(min(n, len(starts_bytes), len(lengths_bytes))):  # never read past the buffers
         s = np.int64(starts_bytes[i])
         length = np.int64(lengths_bytes[i])
         if length > 0:
@@ -60,7 +60,7 @@ def service_requests_ideal_py(starts_bytes, lengths_bytes, n, params, state):
     state[2 * C * int(params[P_BANKS])] += 1
     bursts = sum(
         -(-(int(s) + int(length)) // BB) - int(s) // BB
-        for s, length in zip(starts_bytes[:n], lengths_bytes[:n], strict=True)
+        for s, length in zip(starts_bytes[:n], lengths_bytes[:n], strict=False)  # n may exceed a buffer
         if length > 0
     )
     if bursts == 0:
