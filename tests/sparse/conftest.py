@@ -1,0 +1,36 @@
+"""Tiny random Qwen2 / Llama models for the sparse-module mechanics (built in well under a second)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+def _tiny_model(
+    arch: str = "qwen2", intermediate: int = 320, hidden: int = 64, layers: int = 2, seed: int = 0
+):
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+
+    cls = {"qwen2": Qwen2Config, "llama": LlamaConfig}[arch]
+    config = cls(
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=128,
+        max_position_embeddings=256,
+    )
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+
+
+@pytest.fixture(params=["qwen2", "llama"])
+def arch(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def tiny_model():
+    """Factory: tiny_model(arch="qwen2"|"llama", intermediate=320, hidden=64, layers=2, seed=0)."""
+    return _tiny_model
