@@ -6,8 +6,8 @@ Outputs a `Routing` (kept ids, the packed mask in the trace store's bit order, a
 union of kept channels that the sparse SwiGLU kernel reads). The predictor's second matmul can be fused in
 (`predictor_bank_topk`), so the (T, I) logits never round-trip through memory.
 
-Triton path needs B a power of two >= 8 (tl.sort / tl.arange widths; whole mask bytes per bank); other bank
-sizes take the torch path.
+Triton path needs B a power of two >= 16 (tl.arange widths, whole mask bytes per bank, tl.dot tiles >= 16); other
+bank sizes take the torch path.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from codesign.errors import ConfigError
 from codesign.kernels import dispatch
 from codesign.kernels.dispatch import dot_in_fp32, is_pow2, resolve
 from codesign.kernels.routing import Routing, bank_topk_ref, bank_topk_routing_ref, default_tile_tokens
+
+MIN_TRITON_BANK = 16  # smaller banks take the torch path (tl.dot tiles are at least 16 wide)
 
 __all__ = ["bank_topk", "predictor_bank_topk", "bank_topk_ref", "check_banks"]
 
@@ -115,7 +117,8 @@ def check_banks(intermediate: int, bank_size: int, k: int) -> None:
 
 
 def _triton_ok(bank_size: int, tile: int) -> bool:
-    return is_pow2(bank_size) and bank_size >= 8 and is_pow2(tile)
+    # a power of two for tl.arange; >= 16 because the fused predictor tl.dot needs N >= 16 on GPUs
+    return is_pow2(bank_size) and bank_size >= MIN_TRITON_BANK and is_pow2(tile)
 
 
 def _launch(logits, h, w, bias, tokens, intermediate, bank_size, k, tile, device) -> Routing:

@@ -430,7 +430,8 @@ def sparse_swiglu(
     to it on kept channels).
     """
     _check(x, gate_w, up_w, down_t, routing, scale)
-    if resolve(x, backend) == "torch":
+    # banks under 16 channels: the weight-gradient kernel's tl.dot would be narrower than GPUs allow
+    if resolve(x, backend) == "torch" or routing.bank_size < 16:
         return sparse_swiglu_ref(x, gate_w, up_w, down_t, routing.idx, scale)
     return SparseSwiGLUFunction.apply(
         x.contiguous(), gate_w, up_w, down_t, scale, routing, blocks or Blocks()
