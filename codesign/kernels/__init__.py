@@ -25,6 +25,7 @@ from codesign.kernels.sparse_swiglu import (
     SparseSwiGLUFunction,
     sparse_swiglu,
     sparse_swiglu_dense_ref,
+    sparse_swiglu_indices,
     sparse_swiglu_ref,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "routing_from_indices",
     "sparse_swiglu",
     "sparse_swiglu_dense_ref",
+    "sparse_swiglu_indices",
     "sparse_swiglu_ref",
     "unpack_bundles",
     "unpack_mask_bits",

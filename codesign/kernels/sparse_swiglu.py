@@ -29,9 +29,10 @@ import triton.language as tl
 from codesign.errors import ConfigError
 from codesign.kernels import dispatch
 from codesign.kernels.dispatch import dot_in_fp32, resolve
-from codesign.kernels.routing import Routing
+from codesign.kernels.routing import Routing, routing_from_indices
+from codesign.layout import DOWN, GATE, UP
 
-__all__ = ["sparse_swiglu", "sparse_swiglu_ref", "sparse_swiglu_dense_ref"]
+__all__ = ["sparse_swiglu", "sparse_swiglu_indices", "sparse_swiglu_ref", "sparse_swiglu_dense_ref"]
 
 
 @triton.jit
@@ -436,6 +437,16 @@ def sparse_swiglu(
     return SparseSwiGLUFunction.apply(
         x.contiguous(), gate_w, up_w, down_t, scale, routing, blocks or Blocks()
     )
+
+
+def sparse_swiglu_indices(
+    x: torch.Tensor, idx: torch.Tensor, bundles: torch.Tensor, bank_size: int, backend: str = "auto"
+) -> torch.Tensor:
+    """Kept ids (T, nb * k) ascending + bundled weights (I, 3, d) -> (T, d): the call shape of
+    codesign.sparse.gather.sparse_swiglu_gather, for a model that selects channels itself."""
+    routing = routing_from_indices(idx, bundles.shape[0], bank_size)
+    gate, up, down_t = bundles[:, GATE], bundles[:, UP], bundles[:, DOWN]
+    return sparse_swiglu(x, gate, up, down_t, routing, backend=backend)
 
 
 def sparse_swiglu_ref(x, gate_w, up_w, down_t, idx, scale=None) -> torch.Tensor:

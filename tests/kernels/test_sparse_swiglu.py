@@ -4,8 +4,15 @@ from kernels_helpers import TOLERANCES, report_mismatch
 
 from codesign.errors import ConfigError
 from codesign.kernels.bank_topk import bank_topk
+from codesign.kernels.dispatch import resolve
 from codesign.kernels.pack import bundle_views, pack_bundles
-from codesign.kernels.sparse_swiglu import Blocks, sparse_swiglu, sparse_swiglu_dense_ref, sparse_swiglu_ref
+from codesign.kernels.sparse_swiglu import (
+    Blocks,
+    sparse_swiglu,
+    sparse_swiglu_dense_ref,
+    sparse_swiglu_indices,
+    sparse_swiglu_ref,
+)
 
 HIDDEN, INTERMEDIATE, BANK = 100, 320, 64  # d not a multiple of any block; I = 320 is 5 banks of 64
 # small blocks and 3 bank splits: every loop (chunks per bank, d-blocks, splits) runs more than once
@@ -119,3 +126,18 @@ def test_mismatched_inputs_raise_config_error(gen):
         sparse_swiglu(x[:2], gate, up, down_t, routing)
     with pytest.raises(ConfigError, match="is torch.bfloat16 but x is torch.float32"):
         sparse_swiglu(x, gate.bfloat16(), up, down_t, routing)
+
+
+def test_drop_in_for_the_model_gather(gen):
+    """Same call shape and result as codesign.sparse.gather.sparse_swiglu_gather (the model's CPU path)."""
+    gather = pytest.importorskip("codesign.sparse.gather")
+    x, bundles, routing = _problem(gen, 3, 16, torch.float32)
+    gate, up, down_t = bundle_views(bundles)
+    want = gather.sparse_swiglu_gather(x, routing.idx, gate, up, down_t.t())
+    got = sparse_swiglu_indices(x, routing.idx, bundles, BANK, backend="triton")
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_unknown_backend_is_a_config_error():
+    with pytest.raises(ConfigError, match="backend='cuda!'"):
+        resolve(torch.zeros(1), "cuda!")
