@@ -1,0 +1,197 @@
+"""Simulator throughput in bank-steps/s (token × layer × bank): numba engine vs the numpy reference.
+
+Shape: Qwen2.5-7B FFNs (hidden 3584, I 18944 = 296 banks of 64, 28 layers) on hwconfigs/bank64.yaml
+(LRU residency, double buffering), batch 1. Routing: uniform 16-of-64 per bank, generated in memory chunk by
+chunk (a 32K-token store would be ≈ 2 GB on disk): each bank word is drawn from a pool of 65,536 random
+16-of-64 subsets — exact k per bank, cheap to generate; generation time is measured separately and
+subtracted (timed inside the generator). Each measurement runs in its own process (peak RSS per measurement; numba compile excluded by a
+2-token warm-up that also loads the on-disk cache). Both DRAM models are measured: `bank_timing` (the
+configured model) and `ideal` (bytes ÷ bandwidth), which isolates the engine's own cost.
+
+    .venv/bin/python bench/sim_throughput.py                 # default sizes, a few minutes on 2 cores
+    .venv/bin/python bench/sim_throughput.py --full-ideal    # also the full 32K tokens with the ideal DRAM
+
+Writes bench/results/sim_throughput.json. Numbers at sizes below 32K tokens are extrapolated linearly
+(cost per bank-step is flat: every step is an independent draw of the same statistics) and labelled so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HIDDEN, INTER, LAYERS, B, K = 3584, 18944, 28, 64, 16
+FULL_TOKENS = 32768
+POOL = 65536
+RESULTS = Path(__file__).resolve().parent / "results" / "sim_throughput.json"
+
+
+def pool_words(rng) -> np.ndarray:
+    """POOL random 16-of-64 subsets as uint64 words."""
+    picks = np.argpartition(rng.random((POOL, B)), K, axis=1)[:, :K]  # (POOL, K) distinct channels
+    return np.bitwise_or.reduce(np.left_shift(np.uint64(1), picks.astype(np.uint64)), axis=1)
+
+
+def blocks_factory(tokens: int, chunk: int, seed: int = 0):
+    """A callable returning a fresh iterator of engine Blocks (same masks every time for a seed).
+
+    The time spent generating masks is added to `blocks.generation_s` (subtracted from the engine's time).
+    """
+    from codesign.sim.engine import Block
+
+    def blocks():
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(seed)
+        pool = pool_words(rng)
+        for start in range(0, tokens, chunk):
+            n = min(chunk, tokens - start)
+            words = pool[rng.integers(0, POOL, size=(n, LAYERS, INTER // B))][..., None]  # (n, L, nb, 1)
+            block = Block(words, np.ones(n, dtype=bool), np.zeros(n, dtype=np.int32))
+            blocks.generation_s += time.perf_counter() - t0
+            yield block
+            t0 = time.perf_counter()
+
+    blocks.generation_s = 0.0
+    return blocks
+
+
+def measure(impl: str, dram_model: str, tokens: int, chunk: int) -> dict:
+    """One measurement in this process: seconds for `tokens` tokens, minus mask generation."""
+    from codesign.sim.config import load_hwconfig
+    from codesign.sim.dram import build_dram
+    from codesign.sim.engine import params_from_config, simulate_variant
+    from codesign.sim.reference_numpy import simulate_variant_ref
+
+    cfg = load_hwconfig(
+        Path(__file__).resolve().parents[1] / "hwconfigs/bank64.yaml", [f"dram.model={dram_model}"]
+    )
+    p = params_from_config(cfg, HIDDEN, INTER, LAYERS, 128)
+    run = simulate_variant if impl == "numba" else simulate_variant_ref
+    run("warmup", p, blocks_factory(2, 2, seed=1), build_dram(cfg.dram), 1)  # compile / load the cache
+    blocks = blocks_factory(tokens, chunk)
+    t0 = time.perf_counter()
+    result = run(impl, p, blocks, build_dram(cfg.dram), 1)
+    total_s = time.perf_counter() - t0
+    assert int(result.per_layer[0, 1]) == tokens
+    generation_s = blocks.generation_s
+    engine_s = total_s - generation_s
+    bank_steps = tokens * LAYERS * (INTER // B)
+    return {
+        "impl": impl,
+        "dram_model": dram_model,
+        "tokens": tokens,
+        "chunk_tokens": chunk,
+        "bank_steps": bank_steps,
+        "seconds": engine_s,
+        "mask_generation_s": generation_s,
+        "bank_steps_per_s": bank_steps / engine_s,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "cycles": int(result.per_layer[:, 2].sum()),
+    }
+
+
+def in_subprocess(impl: str, dram_model: str, tokens: int, chunk: int) -> dict:
+    cmd = [sys.executable, __file__, "--measure", impl, dram_model, str(tokens), str(chunk)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def extrapolate(m: dict, tokens: int = FULL_TOKENS) -> dict:
+    return {
+        "tokens": tokens,
+        "bank_steps": tokens * LAYERS * (INTER // B),
+        "seconds_extrapolated": m["seconds"] * tokens / m["tokens"],
+        "from_tokens": m["tokens"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--measure", nargs=4, metavar=("IMPL", "DRAM", "TOKENS", "CHUNK"), help=argparse.SUPPRESS)
+    ap.add_argument("--timing-tokens", type=int, default=64, help="tokens for numba + bank_timing DRAM")
+    ap.add_argument("--ideal-tokens", type=int, default=1024, help="tokens for numba + ideal DRAM")
+    ap.add_argument("--ref-tokens", type=int, default=4, help="tokens for the side-by-side numpy/numba ratio")
+    ap.add_argument("--chunk", type=int, default=256)
+    ap.add_argument("--full-ideal", action="store_true", help="also run numba + ideal DRAM on all 32K tokens")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    if args.measure:
+        impl, dram, tokens, chunk = args.measure
+        print(json.dumps(measure(impl, dram, int(tokens), int(chunk))))
+        return
+
+    runs = {}
+    for dram in ("bank_timing", "ideal"):  # same tokens, same process layout: the numpy/numba ratio
+        runs[f"numpy_{dram}_{args.ref_tokens}"] = in_subprocess("numpy", dram, args.ref_tokens, args.chunk)
+        runs[f"numba_{dram}_{args.ref_tokens}"] = in_subprocess("numba", dram, args.ref_tokens, args.chunk)
+    runs[f"numba_bank_timing_{args.timing_tokens}"] = in_subprocess(
+        "numba", "bank_timing", args.timing_tokens, args.chunk
+    )
+    half = max(args.ideal_tokens // 2, 1)
+    runs[f"numba_ideal_{half}"] = in_subprocess(
+        "numba", "ideal", half, args.chunk
+    )  # RSS must not grow with tokens
+    runs[f"numba_ideal_{args.ideal_tokens}"] = in_subprocess("numba", "ideal", args.ideal_tokens, args.chunk)
+    if args.full_ideal:
+        runs[f"numba_ideal_{FULL_TOKENS}"] = in_subprocess("numba", "ideal", FULL_TOKENS, args.chunk)
+
+    def ratio(dram):
+        a, b = runs[f"numpy_{dram}_{args.ref_tokens}"], runs[f"numba_{dram}_{args.ref_tokens}"]
+        return a["seconds"] / b["seconds"]
+
+    timing = runs[f"numba_bank_timing_{args.timing_tokens}"]
+    ideal = (
+        runs[f"numba_ideal_{FULL_TOKENS}"] if args.full_ideal else runs[f"numba_ideal_{args.ideal_tokens}"]
+    )
+    target = {"tokens": FULL_TOKENS, "bank_steps": FULL_TOKENS * LAYERS * (INTER // B), "seconds": 10.0}
+    summary = {
+        "target": target,
+        "numba_speedup_over_numpy": {
+            "bank_timing": ratio("bank_timing"),
+            "ideal": ratio("ideal"),
+            "measured_on_tokens": args.ref_tokens,
+        },  # fmt: skip
+        "full_size_numba_bank_timing": {**extrapolate(timing), "label": "extrapolated"},
+        "full_size_numba_ideal": (
+            {"tokens": FULL_TOKENS, "seconds": ideal["seconds"], "label": "measured"}
+            if args.full_ideal
+            else {**extrapolate(ideal), "label": "extrapolated"}
+        ),  # fmt: skip
+        "full_size_numpy_bank_timing": {
+            **extrapolate(runs[f"numpy_bank_timing_{args.ref_tokens}"]),
+            "label": "extrapolated",
+        },  # fmt: skip
+        "peak_rss_bytes_vs_tokens": {
+            str(r["tokens"]): r["peak_rss_bytes"]
+            for k, r in runs.items()
+            if k.startswith("numba_ideal") and r["tokens"] != args.ref_tokens
+        },  # fmt: skip
+    }
+    out = {
+        "benchmark": "sim_throughput",
+        "shape": {"model": "qwen2.5-7b", "hidden": HIDDEN, "intermediate": INTER, "layers": LAYERS,
+                  "bank_size": B, "k": K, "batch": 1, "hwconfig": "hwconfigs/bank64.yaml", "residency": "lru"},
+        "masks": f"uniform {K}-of-{B} per bank, drawn from a pool of {POOL} random subsets, generated in memory "
+                 "chunk by chunk (not read from a store); generation time subtracted",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
+        "summary": summary,
+        "runs": runs,
+    }  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, indent=2) + "\n")
+    os.replace(tmp, args.out)
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
