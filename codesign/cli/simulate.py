@@ -111,5 +111,8 @@ def _render(report: dict, written: list[Path]) -> None:
                       f"energy {_fmt(r['energy_ratio'])}×")  # fmt: skip
     if not report["global_topk"]:
         out.print(f"global top-k: {report['global_topk_note']}")
+    area = report["area"]
+    out.print(f"SRAM: {_fmt(area['sram_area_mm2'])} mm², {_fmt(area['sram_leakage_mw'])} mW leakage; "
+              "energy is estimated from per-event costs (see the report's notes)")  # fmt: skip
     for path in written:
         out.print(f"wrote {path}")

@@ -8,6 +8,9 @@ once, chunk by chunk (memory bounded by the chunk and `max_steps`), and for ever
                                     ─residency (numba, parallel over SRAM banks)─▶ miss (S, L, nb, W)
                                     ─time_layer_steps (numba: SRAM ports, DRAM model, stage DAG)─▶ accumulators
 
+The timing kernel runs layer-steps in order on one core: the DRAM model's state (open rows) carries from one
+layer-step to the next, so its calls cannot be reordered.
+
 Steps: consecutive decode tokens form batches of `batch` (a prefill token ends a batch); consecutive prefill
 tokens of one sequence form chunks of `prefill_chunk_tokens`. A step never straddles a block: the last
 (possibly open) step of every block is held back and completed by the next.

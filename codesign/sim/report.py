@@ -154,6 +154,11 @@ def build_report(result) -> dict:
             "bank_mapping": f"model bank j of every layer → SRAM bank j mod {p.num_sram_banks}",
             "model_fit": result.model_fit,
         },
+        "area": {
+            "sram_area_mm2": p.area_mm2_per_bank * p.num_sram_banks,
+            "sram_leakage_mw": p.leakage_mw_per_bank * p.num_sram_banks,
+            "cost_sources": result.hwconfig.get("sram", {}).get("cost_sources", {}),
+        },
         "pipeline": {
             "double_buffer": p.double_buffer,
             "nodes": list(result.sparse.pipeline_nodes),
@@ -228,8 +233,12 @@ def write_csv(report: dict, directory, force: bool = False) -> list[Path]:
         if summary is not None:
             row = {"variant": variant, "label": report["label"], **summary["totals"], **summary["stalls"]}
             totals.append(row)
-    texts = {"totals.csv": _csv_text(totals), "per_layer.csv": _csv_text(report["per_layer"]),
-             "per_bank.csv": _csv_text(report["per_bank"])}  # fmt: skip
+    label = {"label": report["label"]}  # "synthetic" travels with every row
+    texts = {
+        "totals.csv": _csv_text(totals),
+        "per_layer.csv": _csv_text([{**label, **row} for row in report["per_layer"]]),
+        "per_bank.csv": _csv_text([{**label, **row} for row in report["per_bank"]]),
+    }
     for name, text in texts.items():
         _atomic_write_text(d / name, text, force=True)
     return [d / name for name in CSV_FILES]
