@@ -142,3 +142,42 @@ def test_deterministic_for_a_seed(tmp_path):
     a = build_report(simulate(config(), tmp_path / "z.zarr", batch=3))
     b = build_report(simulate(config(), tmp_path / "z.zarr", batch=3))
     assert a == b
+
+
+@pytest.mark.parametrize("execution", ["batch_union", "per_token_gather"])
+def test_execution_modes_count_reads_and_macs(execution):
+    _, masks = uniform_masks(8, 24, 16)
+    p, s = run(config("sram.residency=none", f"sparsity.execution={execution}"), masks, 4)
+    t = s["totals"]
+    lines = p.lines_per_bundle
+    if execution == "batch_union":  # each union channel read once per step, computed for all 4 tokens
+        assert t["sram_read_bytes"] == t["union_channels"] * lines * p.line_bytes
+        assert t["ffn_macs"] == 3 * HIDDEN * t["union_channels"] * 4
+    else:  # each token reads and computes its own k channels
+        assert t["sram_read_bytes"] == t["token_channels"] * lines * p.line_bytes
+        assert t["ffn_macs"] == 3 * HIDDEN * t["token_channels"]
+    assert t["token_channels"] == int(masks.sum())
+
+
+@pytest.mark.timing
+@pytest.mark.parametrize("ports", [1, 2])
+def test_sram_port_time_is_exact(ports):
+    """An SRAM-bound layer-step takes predictor + top-k + ceil(lines · interval / ports) cycles: one line more
+    on the busiest bank costs exactly `interval / ports` more (blocked until then, not earlier)."""
+    cfg = config("sram.residency=none", f"sram.ports_per_bank={ports}", "compute.macs_per_cycle=1000000",
+                 "dram.model=ideal")  # fmt: skip
+    p = params_from_config(cfg, HIDDEN, INTER, LAYERS, 16)
+    interval = cfg.sram_line_interval_cycles
+    masks = np.zeros((1, LAYERS, INTER), dtype=bool)
+    masks[0, :, ::4] = True  # 16 of every 64: 2 model banks per SRAM bank → 32 channels on each
+    _, s = run(cfg, masks, 1)
+    busy_lines = 32 * 2 * p.lines_per_bundle  # reads + fill writes
+    sram = -(-busy_lines * interval // ports)
+    pred = -(-(HIDDEN * 16 + 16 * INTER) // p.macs_per_cycle) + p.topk_cycles_per_bank * (INTER // 64 // 4)
+    assert s["stage_busy"]["sram_stage_cycles"] == LAYERS * sram
+    assert s["totals"]["cycles"] == LAYERS * (pred + sram)  # SRAM-bound: fetch and compute hide under it
+    masks[0, :, 1] = True  # one more channel on SRAM bank 0 only
+    _, s2 = run(cfg, masks, 1)
+    assert s2["totals"]["cycles"] - s["totals"]["cycles"] == LAYERS * (
+        -(-(busy_lines + 2 * p.lines_per_bundle) * interval // ports) - sram
+    )
