@@ -22,11 +22,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit, prange
 
 from codesign.layout import BundleLayout
 from codesign.sim import pipeline as pl
 from codesign.sim.pipeline import COL, build_pipeline, compile_pipeline, dram_kernel_id, time_layer_steps
-from codesign.sim.residency import Residency, choose_pinned
+from codesign.sim.residency import Residency, choose_pinned, popcount64
 
 DEFAULT_PREFILL_CHUNK_TOKENS = 256
 DEFAULT_MAX_STEPS = 256  # steps per residency/timing call: bounds the need/miss buffers
@@ -171,10 +172,43 @@ def step_starts(is_decode: np.ndarray, seq_id: np.ndarray, batch: int, prefill_c
 
 
 def group_steps(words: np.ndarray, starts: np.ndarray):
-    """need (S, L, nb, W) = OR of each step's tokens; tok_ch (S, L, nb) = kept channels summed over them."""
+    """need (S, L, nb, W) = OR of each step's tokens; tok_ch (S, L, nb) = kept channels summed over them.
+
+    numpy version: the twin of `group_steps_numba` and the grouping the numpy reference uses.
+    """
     need = np.bitwise_or.reduceat(words, starts, axis=0)
     per_token = np.bitwise_count(words).sum(axis=-1, dtype=np.int64)  # (T, L, nb)
     tok_ch = np.add.reduceat(per_token, starts, axis=0)
+    step_tokens = np.diff(np.append(starts, len(words))).astype(np.int64)
+    return need, tok_ch, step_tokens
+
+
+@njit(cache=True, parallel=True)
+def _group_kernel(words, starts, need, tok_ch):
+    T, L, nb, W = words.shape
+    S = starts.shape[0]
+    for l in prange(L):  # one pass over the tokens' words, layers in parallel
+        for s in range(S):
+            lo = starts[s]
+            hi = starts[s + 1] if s + 1 < S else T
+            for j in range(nb):
+                count = 0
+                for w in range(W):
+                    acc = np.uint64(0)
+                    for t in range(lo, hi):
+                        x = words[t, l, j, w]
+                        acc |= x
+                        count += popcount64(x)
+                    need[s, l, j, w] = acc
+                tok_ch[s, l, j] = count
+
+
+def group_steps_numba(words: np.ndarray, starts: np.ndarray):
+    """Same as `group_steps`, in one parallel pass (the engine's hot path)."""
+    S = len(starts)
+    need = np.empty((S, *words.shape[1:]), dtype=np.uint64)
+    tok_ch = np.empty((S, *words.shape[1:3]), dtype=np.int64)
+    _group_kernel(words, starts.astype(np.int64), need, tok_ch)
     step_tokens = np.diff(np.append(starts, len(words))).astype(np.int64)
     return need, tok_ch, step_tokens
 
@@ -240,7 +274,7 @@ def simulate_variant(
         for i in range(0, len(starts), max_steps):
             lo = starts[i]
             hi = starts[i + max_steps] if i + max_steps < len(starts) else len(words)
-            need, tok_ch, step_tokens = group_steps(words[lo:hi], starts[i : i + max_steps] - lo)
+            need, tok_ch, step_tokens = group_steps_numba(words[lo:hi], starts[i : i + max_steps] - lo)
             miss = np.empty_like(need)
             residency.update(need, miss)
             time_layer_steps(need, miss, tok_ch, step_tokens, ip, ghz, kernel, dram.params, dram_state, pipe.kinds,

@@ -12,6 +12,8 @@ from codesign.sim.engine import (
     Block,
     SimParams,
     dense_words,
+    group_steps,
+    group_steps_numba,
     simulate_variant,
     step_starts,
     words_from_bits,
@@ -84,6 +86,15 @@ def test_step_starts_groups_decode_batches_and_prefill_chunks():
     assert starts.tolist() == [0, 2, 4, 5, 8, 11, 12, 14]
     seq_change = np.array([0, 0, 1, 1], dtype=np.int32)
     assert step_starts(np.zeros(4, bool), seq_change, 3, 8).tolist() == [0, 2]  # a new sequence ends a chunk
+
+
+@pytest.mark.parametrize("W", [1, 2])
+def test_group_steps_numba_equals_numpy(W):
+    rng = np.random.default_rng(W)
+    words = rng.integers(0, 2**63, size=(23, 3, 5, W), dtype=np.uint64)
+    starts = np.array([0, 1, 4, 5, 11, 19])
+    for a, b in zip(group_steps_numba(words, starts), group_steps(words, starts), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_critical_path_matches_networkx_longest_path():
