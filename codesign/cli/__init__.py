@@ -19,7 +19,10 @@ from codesign.errors import CodesignError
 COMMANDS: list[tuple[str, str]] = [
     ("codesign.cli.trace", "trace"),
     ("codesign.cli.simulate", "simulate"),
+    ("codesign.cli.train", "train"),
     ("codesign.cli.kernels", "kernels"),
+    ("codesign.cli.model", "upcycle"),
+    ("codesign.cli.model", "eval_group"),
 ]
 
 
