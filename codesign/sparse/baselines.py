@@ -74,6 +74,6 @@ def train_posthoc_predictors(
         with torch.no_grad():
             for p, w in zip(params, work, strict=True):
                 p.copy_(w.to(dtype))
-        losses[m.layer_idx] = float(loss)
+        losses[m.layer_idx] = float(loss.detach())
     set_mode(model, "bank_topk")
     return losses

@@ -19,7 +19,7 @@ from torch import nn
 
 from codesign.errors import ModelError, OutputExistsError
 from codesign.sparse.config import SparsityConfig
-from codesign.sparse.upcycle import current_config, upcycle
+from codesign.sparse.upcycle import current_config, sparse_modules, upcycle
 
 SMOLLM2 = "smollm2-135m"
 SPARSITY_KEY = "codesign_sparsity"
@@ -107,9 +107,10 @@ def save_sparse(model: nn.Module, out_dir: str | os.PathLike, force: bool = Fals
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         model.config.update({SPARSITY_KEY: cfg.to_dict()})
-        model.save_pretrained(tmp)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
+        with _quiet_transformers():
+            model.save_pretrained(tmp)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
         if out.exists():  # force: swap the old directory out only once the new one is complete
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             out.rename(old)
@@ -147,6 +148,8 @@ def load_sparse(model_dir: str | os.PathLike) -> tuple[nn.Module, object]:
     config = AutoConfig.from_pretrained(path)
     model = AutoModelForCausalLM.from_config(config, dtype=getattr(config, "dtype", None) or torch.float32)
     upcycle(model, cfg.replace(init="random"))  # structure only: every weight comes from the files below
+    for m in sparse_modules(model):
+        m.cfg = cfg  # the config as saved (init included), not the structure-only one
     files = sorted(path.glob("*.safetensors"))
     if not files:
         raise ModelError(f"{path} holds no .safetensors weights")

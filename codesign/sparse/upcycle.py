@@ -73,7 +73,7 @@ def _swap(mlp: nn.Module, cfg: SparsityConfig, layer_idx: int) -> SparseSwiGLU:
     sparse.threshold = torch.zeros((), device=w.device, dtype=w.dtype)
     if cfg.init == "svd" or cfg.init == "fit":
         svd_init(sparse.predictor, mlp.gate_proj.weight)
-    return sparse
+    return sparse.train(mlp.training)  # a fresh module defaults to training mode; keep the model's
 
 
 @torch.no_grad()

@@ -7,7 +7,12 @@ import torch
 
 
 def _tiny_model(
-    arch: str = "qwen2", intermediate: int = 320, hidden: int = 64, layers: int = 2, seed: int = 0
+    arch: str = "qwen2",
+    intermediate: int = 320,
+    hidden: int = 64,
+    layers: int = 2,
+    seed: int = 0,
+    dtype=torch.float32,
 ):
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
@@ -22,7 +27,8 @@ def _tiny_model(
         max_position_embeddings=256,
     )
     torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    # Built in `dtype` (not .to(dtype)): buffers such as RoPE's inv_freq stay fp32, as from_pretrained makes them.
+    return AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
 
 
 @pytest.fixture(params=["qwen2", "llama"])

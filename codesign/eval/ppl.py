@@ -1,0 +1,118 @@
+"""Perplexity over fixed-length windows of a token stream (non-overlapping, corpus order)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from codesign.errors import ConfigError, ModelError
+
+
+@dataclass(frozen=True)
+class PplResult:
+    ppl: float
+    nll_mean: float
+    tokens_evaluated: int  # predicted tokens: windows × (context_len − 1)
+    windows: int
+    context_len: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@torch.no_grad()
+def perplexity(
+    model: nn.Module,
+    windows: np.ndarray | torch.Tensor,
+    batch_size: int = 4,
+    progress: Callable[[int], None] | None = None,
+) -> PplResult:
+    """exp(mean next-token NLL) over `windows` (n, L) int64; every window restarts the context.
+
+    Each window predicts its tokens 1..L−1 from its own prefix, so the first token of a window is context only.
+    `progress(n_windows_done)` is called after each batch (the CLI draws a bar; the library never prints).
+    """
+    ids = torch.as_tensor(np.asarray(windows), dtype=torch.long)
+    if ids.ndim != 2 or ids.shape[1] < 2:
+        raise ConfigError(f"perplexity needs windows of shape (n, L >= 2), got {tuple(ids.shape)}")
+    if batch_size <= 0:
+        raise ConfigError(f"batch_size must be positive, got {batch_size}")
+    was_training = model.training
+    model.eval()
+    nll_sum, count = 0.0, 0
+    try:
+        for start in range(0, ids.shape[0], batch_size):
+            batch = ids[start : start + batch_size]  # (b, L)
+            logits = model(input_ids=batch).logits[:, :-1].float()  # (b, L-1, V)
+            nll = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="sum"
+            )
+            nll_sum += float(nll)  # summed in Python floats (fp64) across batches
+            count += batch[:, 1:].numel()
+            if progress is not None:
+                progress(min(start + batch_size, ids.shape[0]))
+    finally:
+        model.train(was_training)
+    mean = nll_sum / count
+    return PplResult(
+        ppl=math.exp(mean),
+        nll_mean=mean,
+        tokens_evaluated=count,
+        windows=int(ids.shape[0]),
+        context_len=int(ids.shape[1]),
+    )
+
+
+def evaluate_checkpoint(
+    model_spec: str | os.PathLike,
+    *,
+    split: str = "validation",
+    max_tokens: int | None = None,
+    context_len: int = 512,
+    batch_size: int = 4,
+    mode: str | None = None,
+    recall: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """`codesign eval ppl` as one call: KJV `split` perplexity of a dense or sparse checkpoint (+ recall).
+
+    `mode` overrides the sparse model's mode (e.g. "oracle"); recall vs the oracle is measured per layer for
+    sparse models. `progress(done, total)` counts windows.
+    """
+    from codesign.eval.recall import track_recall
+    from codesign.sparse.io import load_model
+    from codesign.sparse.upcycle import current_config, set_mode, sparse_modules
+    from codesign.train.data import load_corpus, windows_for_eval
+
+    model, tokenizer = load_model(model_spec)
+    if tokenizer is None:
+        raise ModelError(f"{model_spec} has no tokenizer files: cannot tokenise the corpus")
+    sparse = bool(sparse_modules(model))
+    if mode is not None:
+        if not sparse:
+            raise ModelError(f"--mode {mode} needs a sparse checkpoint; {model_spec} is dense")
+        set_mode(model, mode)
+    corpus = load_corpus("kjv", tokenizer)
+    windows = windows_for_eval(corpus.tokens(split), context_len, max_tokens)
+    report = (lambda done: progress(done, len(windows))) if progress else None
+    if sparse and recall:
+        with track_recall(model) as tracker:
+            res = perplexity(model, windows, batch_size=batch_size, progress=report)
+        recall_summary = tracker.summary()
+    else:
+        res = perplexity(model, windows, batch_size=batch_size, progress=report)
+        recall_summary = None
+    return {
+        "model": str(model_spec),
+        "split": split,
+        **res.to_dict(),
+        "sparsity": current_config(model).to_dict() if sparse else None,
+        "recall": recall_summary,
+        "corpus": corpus.describe(),
+    }
