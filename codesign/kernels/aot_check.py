@@ -1,8 +1,9 @@
 """Compile every kernel for a CUDA architecture on a machine without a GPU (Triton's bundled ptxas).
 
 The interpreter forgives type and shape errors that break compiled kernels (tl.dot tile minimums, int64/int32
-mixes, shared-memory overflow); this lowers each kernel at its real configurations to a cubin so such errors
-surface on CPU CI. Run with TRITON_INTERPRET unset:  python -m codesign.kernels.aot_check [--full]
+mixes, shared-memory overflow); this lowers each kernel at its real configurations (every autotune config of the
+forward kernels, the fixed tiles of the others) to a cubin so such errors surface on CPU CI.
+Run with TRITON_INTERPRET unset:  python -m codesign.kernels.aot_check [--full]
 """
 
 from __future__ import annotations
@@ -12,71 +13,100 @@ import importlib
 import sys
 import time
 
+SMEM_LIMIT_BYTES = 232448  # H100 / H200 shared memory per block (227 KB)
+SKIPPED = "too much shared memory (autotune skips it)"
+TOPK_PTRS = ("logits_ptr", "h_ptr", "w_ptr", "bias_ptr")
+FWD_PTRS = ("x_ptr", "g_ptr", "u_ptr", "s_ptr")
+BWD_PTRS = ("x_ptr", "g_ptr", "u_ptr", "dn_ptr", "s_ptr", "dy_ptr")
+INDEX_PTRS = {"idx_ptr": "i64", "bits_ptr": "u8", "cols_ptr": "i32", "counts_ptr": "i32"}
+SCRATCH = (
+    "h_ptr",
+    "a1_ptr",
+    "a2_ptr",
+    "part_ptr",
+    "da_ptr",
+    "db_ptr",
+    "hs_ptr",
+    "ds_ptr",
+    "gg_ptr",
+    "gu_ptr",
+    "gd_ptr",
+)
+
+
+def _ptrs(dtype: str, data: tuple[str, ...]) -> dict[str, str]:
+    """Pointer element types: data pointers in `dtype`, scratch in fp32, routing in its integer types."""
+    return {**INDEX_PTRS, **{n: "fp32" for n in SCRATCH}, **{n: dtype for n in data}}
+
 
 def _variants(full: bool):
-    """(label, kernel name, pointer dtypes, constexprs) at the configurations the launchers use."""
-    dtypes = ("bf16", "fp32") if full else ("bf16",)
-    tiles = (16, 64) if full else (16,)
-    for dt in dtypes:
+    """(label, "module.kernel", pointer types, constexprs, warps, stages)."""
+    from codesign.kernels.sparse_swiglu import H_CONFIGS, ROWS_CONFIGS
+
+    for dt in ("bf16", "fp32") if full else ("bf16",):
         f32 = dt == "fp32"
-        for tile in tiles:
+        for tile in (16, 64) if full else (16,):
             for fused in (False, True):
-                ptrs = {"logits_ptr": dt, "h_ptr": dt, "w_ptr": dt, "bias_ptr": dt, "idx_ptr": "i64",
-                        "bits_ptr": "u8", "cols_ptr": "i32", "counts_ptr": "i32"}  # fmt: skip
                 const = dict(B=64, K=16, BLOCK_T=tile, BLOCK_R=64, FUSED=fused, HAS_BIAS=True, DOT_F32=f32)
                 yield (
                     f"bank_topk {dt} tile={tile} fused={fused}",
                     "bank_topk._bank_topk_fwd_kernel",
-                    ptrs,
+                    _ptrs(dt, TOPK_PTRS),
                     const,
+                    4,
+                    3,
                 )
-            ptrs = {n: dt for n in ("x_ptr", "g_ptr", "u_ptr", "s_ptr")}
-            ptrs.update(bits_ptr="u8", cols_ptr="i32", counts_ptr="i32", h_ptr="fp32")
-            const = dict(B=64, BLOCK_T=tile, BLOCK_K=16, BLOCK_D=256, HAS_SCALE=True, DOT_F32=f32)
-            yield f"fwd {dt} tile={tile}", "sparse_swiglu._sparse_swiglu_fwd_kernel", ptrs, const
-            for two in (False, True):
-                ptrs = {"a1_ptr": "fp32", "a2_ptr": "fp32", "w1_ptr": dt, "w2_ptr": dt, "cols_ptr": "i32",
-                        "counts_ptr": "i32", "part_ptr": "fp32"}  # fmt: skip
-                const = dict(B=64, BLOCK_T=tile, BLOCK_K=32, BLOCK_D=64, TWO=two, DOT_F32=f32)
+            for bk, bd, w, st in H_CONFIGS:
+                const = dict(B=64, BLOCK_T=tile, BLOCK_K=bk, BLOCK_D=bd, HAS_SCALE=True, DOT_F32=f32)
                 yield (
-                    f"rows {dt} tile={tile} two={two}",
-                    "sparse_swiglu._gathered_rows_matmul_kernel",
-                    ptrs,
+                    f"fwd {dt} tile={tile} cfg={bk},{bd},{w},{st}",
+                    "sparse_swiglu._sparse_swiglu_fwd_kernel",
+                    _ptrs(dt, FWD_PTRS),
                     const,
+                    w,
+                    st,
                 )
-            ptrs = {n: dt for n in ("x_ptr", "g_ptr", "u_ptr", "dn_ptr", "s_ptr", "dy_ptr")}
-            ptrs.update(
-                bits_ptr="u8",
-                cols_ptr="i32",
-                counts_ptr="i32",
-                da_ptr="fp32",
-                db_ptr="fp32",
-                hs_ptr="fp32",
-                ds_ptr="fp32",
-            )
+            for two in (False, True):
+                for bk, bd, w, st in ROWS_CONFIGS:
+                    const = dict(B=64, BLOCK_T=tile, BLOCK_K=bk, BLOCK_D=bd, TWO=two, DOT_F32=f32)
+                    yield (
+                        f"rows {dt} tile={tile} two={two} cfg={bk},{bd},{w},{st}",
+                        "sparse_swiglu._gathered_rows_matmul_kernel",
+                        _ptrs(dt, ("w1_ptr", "w2_ptr")),
+                        const,
+                        w,
+                        st,
+                    )
             const = dict(B=64, BLOCK_T=tile, BLOCK_K=16, BLOCK_D=128, HAS_SCALE=True, DOT_F32=f32)
-            yield f"bwd {dt} tile={tile}", "sparse_swiglu._sparse_swiglu_bwd_kernel", ptrs, const
-            ptrs = {"x_ptr": dt, "dy_ptr": dt, "da_ptr": "fp32", "db_ptr": "fp32", "hs_ptr": "fp32",
-                    "counts_ptr": "i32", "gg_ptr": "fp32", "gu_ptr": "fp32", "gd_ptr": "fp32"}  # fmt: skip
+            yield (
+                f"bwd {dt} tile={tile}",
+                "sparse_swiglu._sparse_swiglu_bwd_kernel",
+                _ptrs(dt, BWD_PTRS),
+                const,
+                4,
+                3,
+            )
             const = dict(B=64, BLOCK_T=tile, BLOCK_D=128, DOT_F32=f32)
-            yield f"bwd_w {dt} tile={tile}", "sparse_swiglu._sparse_swiglu_bwd_w_kernel", ptrs, const
-        yield (
-            f"reduce {dt}",
-            "sparse_swiglu._reduce_partials_kernel",
-            {"part_ptr": "fp32", "out_ptr": dt},
-            {"BLOCK_D": 1024},
-        )
+            yield (
+                f"bwd_w {dt} tile={tile}",
+                "sparse_swiglu._sparse_swiglu_bwd_w_kernel",
+                _ptrs(dt, ("x_ptr", "dy_ptr")),
+                const,
+                4,
+                3,
+            )
+        yield f"reduce {dt}", "sparse_swiglu._reduce_partials_kernel", _ptrs(dt, ("out_ptr",)), {"BLOCK_D": 1024}, 4, 3  # fmt: skip
 
 
 def compile_all(arch: int = 90, full: bool = False) -> list[tuple[str, str]]:
-    """[(label, "ok" | error text)] for every variant; raises nothing so that one failure shows all."""
+    """[(label, "ok" | SKIPPED... | error text)] for every variant; raises nothing so one failure shows all."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     target = GPUTarget("cuda", arch, 32)
     results = []
-    for label, name, ptrs, const in _variants(full):
+    for label, name, ptrs, const, warps, stages in _variants(full):
         module, attr = name.split(".")
         kernel = getattr(importlib.import_module(f"codesign.kernels.{module}"), attr)
         signature = {
@@ -84,13 +114,26 @@ def compile_all(arch: int = 90, full: bool = False) -> list[tuple[str, str]]:
             for arg in kernel.arg_names
         }
         try:
-            triton.compile(
-                ASTSource(kernel, signature, const), target=target, options={"num_warps": 4, "num_stages": 3}
-            )
-            results.append((label, "ok"))
+            options = {"num_warps": warps, "num_stages": stages}
+            compiled = triton.compile(ASTSource(kernel, signature, const), target=target, options=options)
+            shared = compiled.metadata.shared
+            results.append((label, "ok" if shared <= SMEM_LIMIT_BYTES else f"{SKIPPED}: {shared} bytes"))
         except Exception as exc:  # report every variant, then fail
             results.append((label, f"{type(exc).__name__}: {exc}"[:2000]))
     return results
+
+
+def failures(results: list[tuple[str, str]]) -> list[str]:
+    """Compile errors, and autotuned kernels left without one config that fits (per dtype and tile)."""
+    failed = [
+        f"{label}: {status}" for label, status in results if status != "ok" and not status.startswith(SKIPPED)
+    ]
+    fits: dict[str, bool] = {}
+    for label, status in results:
+        if " cfg=" in label:
+            group = label.split(" cfg=")[0]
+            fits[group] = fits.get(group, False) or status == "ok"
+    return failed + [f"{group}: no autotune config fits" for group, ok in fits.items() if not ok]
 
 
 def main(argv=None) -> int:
@@ -101,9 +144,13 @@ def main(argv=None) -> int:
     start = time.time()
     results = compile_all(args.arch, args.full)
     for label, status in results:
-        print(f"{'ok  ' if status == 'ok' else 'FAIL'} {label}" + ("" if status == "ok" else f": {status}"))
-    print(f"{len(results)} variants in {time.time() - start:.1f}s")
-    return 0 if all(status == "ok" for _, status in results) else 1
+        tag = "ok  " if status == "ok" else "skip" if status.startswith(SKIPPED) else "FAIL"
+        print(f"{tag} {label}" + ("" if status == "ok" else f": {status}"))
+    failed = failures(results)
+    print(f"{len(results)} variants in {time.time() - start:.1f}s; {len(failed)} failures")
+    for line in failed:
+        print(f"FAIL {line}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

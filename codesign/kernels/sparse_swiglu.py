@@ -262,6 +262,13 @@ class Blocks:
     splits: int | None = None  # bank splits of the down projection; None = chosen from the grid size
 
 
+# Autotune lists, (BLOCK_K, BLOCK_D, warps, stages). Decode wants many bytes in flight per SM (wide d-blocks,
+# deep pipelines); 64-token tiles want less shared memory per stage. Configs that overflow shared memory are
+# skipped by the autotuner; codesign.kernels.aot_check compiles every one of them for sm_90.
+H_CONFIGS = [(16, 256, 4, 3), (16, 128, 4, 4), (16, 256, 4, 4), (16, 512, 8, 3), (16, 128, 2, 5),
+             (32, 256, 8, 3), (32, 128, 4, 3)]  # fmt: skip
+ROWS_CONFIGS = [(16, 64, 4, 4), (16, 128, 4, 4), (16, 64, 2, 6), (32, 64, 4, 4), (32, 128, 8, 3),
+                (64, 64, 4, 3), (16, 256, 8, 3)]  # fmt: skip
 _TUNED: dict[str, object] = {}
 
 
@@ -269,10 +276,9 @@ def _tuned(name: str):
     """Autotuned wrappers, built on first CUDA use only (autotune cannot run under the interpreter)."""
     if name not in _TUNED:
         if name == "h":
-            shapes = [(16, 256, 4, 3), (16, 128, 4, 4), (32, 256, 8, 3), (16, 512, 8, 3), (32, 128, 4, 3)]
-            kernel, key = _sparse_swiglu_fwd_kernel, ["D", "NB", "BLOCK_T"]
+            shapes, kernel, key = H_CONFIGS, _sparse_swiglu_fwd_kernel, ["D", "NB", "BLOCK_T"]
         else:
-            shapes = [(16, 64, 4, 4), (16, 128, 4, 4), (32, 64, 4, 4), (32, 128, 8, 3), (64, 64, 4, 3)]
+            shapes = ROWS_CONFIGS
             kernel, key = _gathered_rows_matmul_kernel, ["D", "NB", "BLOCK_T", "TWO", "BANKS_PER_PROG"]
         configs = [
             triton.Config({"BLOCK_K": k, "BLOCK_D": d}, num_warps=w, num_stages=s) for k, d, w, s in shapes
