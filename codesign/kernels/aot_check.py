@@ -41,7 +41,8 @@ def _ptrs(dtype: str, data: tuple[str, ...]) -> dict[str, str]:
 
 def _variants(full: bool):
     """(label, "module.kernel", pointer types, constexprs, warps, stages)."""
-    from codesign.kernels.sparse_swiglu import H_CONFIGS, ROWS_CONFIGS
+    from codesign.kernels.gathered_rows import ROWS_CONFIGS
+    from codesign.kernels.sparse_swiglu import H_CONFIGS
 
     for dt in ("bf16", "fp32") if full else ("bf16",):
         f32 = dt == "fp32"
@@ -71,7 +72,7 @@ def _variants(full: bool):
                     const = dict(B=64, BLOCK_T=tile, BLOCK_K=bk, BLOCK_D=bd, TWO=two, DOT_F32=f32)
                     yield (
                         f"rows {dt} tile={tile} two={two} cfg={bk},{bd},{w},{st}",
-                        "sparse_swiglu._gathered_rows_matmul_kernel",
+                        "gathered_rows._gathered_rows_matmul_kernel",
                         _ptrs(dt, ("w1_ptr", "w2_ptr")),
                         const,
                         w,
@@ -95,7 +96,7 @@ def _variants(full: bool):
                 4,
                 3,
             )
-        yield f"reduce {dt}", "sparse_swiglu._reduce_partials_kernel", _ptrs(dt, ("out_ptr",)), {"BLOCK_D": 1024}, 4, 3  # fmt: skip
+        yield f"reduce {dt}", "gathered_rows._reduce_partials_kernel", _ptrs(dt, ("out_ptr",)), {"BLOCK_D": 1024}, 4, 3  # fmt: skip
 
 
 def compile_all(arch: int = 90, full: bool = False) -> list[tuple[str, str]]:

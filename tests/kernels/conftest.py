@@ -13,7 +13,12 @@ os.environ["TRITON_INTERPRET"] = "1"
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-for _name in ("codesign.kernels.bank_topk", "codesign.kernels.sparse_swiglu", "codesign.kernels"):
+for _name in (
+    "codesign.kernels.bank_topk",
+    "codesign.kernels.gathered_rows",
+    "codesign.kernels.sparse_swiglu",
+    "codesign.kernels",
+):
     if _name in sys.modules:
         importlib.reload(sys.modules[_name])
 
