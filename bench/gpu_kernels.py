@@ -275,6 +275,10 @@ def section_ncu(out, model):
             "returncode": proc.returncode,
             "stderr_tail": proc.stderr[-1500:],
         }
+        if not out[target][
+            "kernels"
+        ]:  # filter syntax, permissions (ERR_NVGPUCTRPERM), ...: keep the evidence
+            out[target]["stdout_tail"] = proc.stdout[-3000:]
         log(f"  ncu {target}: {out[target].get('kernels')}")
 
 
