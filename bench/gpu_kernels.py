@@ -270,7 +270,11 @@ def section_ncu(out, model):
             continue
         cmd = [ncu, "--metrics", "dram__bytes_read.sum", "--csv", "--nvtx", "--nvtx-include", "probe/",
                sys.executable, os.path.abspath(__file__), "--ncu-target", target]  # fmt: skip
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=150, env=os.environ.copy())
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=150, env=os.environ.copy())
+        except subprocess.TimeoutExpired as exc:
+            out[target] = {"error": f"ncu timed out after {exc.timeout} s"}
+            continue
         out[target] = _parse_ncu(proc.stdout) | {
             "returncode": proc.returncode,
             "stderr_tail": proc.stderr[-1500:],
