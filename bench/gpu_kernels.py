@@ -264,6 +264,9 @@ def section_ncu(out, model):
     if ncu is None:
         out["skipped"] = "ncu not on PATH"
         return
+    kept = SHAPES["intermediate"] // SHAPES["bank_size"] * SHAPES["k"]
+    out["sparse_predicted_bytes"] = kept * model.layout.bundle_bytes + model.predictor_bytes()  # one token
+    out["dense_predicted_bytes"] = model.layout.layer_bytes
     for target in ("sparse", "dense"):
         if time.time() - T0 > BUDGET_S + 20:
             out[target] = {"skipped": "time budget"}
