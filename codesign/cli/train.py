@@ -89,7 +89,7 @@ def train(recipe_path: Path, out_dir: Path | None, trace_out: Path | None, resum
 @click.option(
     "--model",
     "model_spec",
-    required=True,
+    default=None,
     help='Sparse checkpoint dir, a run dir (its checkpoint), or "smollm2-135m" with --adapter.',
 )
 @click.option(
@@ -102,8 +102,17 @@ def train(recipe_path: Path, out_dir: Path | None, trace_out: Path | None, resum
 @click.option(
     "--trace-out", type=click.Path(path_type=Path), default=None, help="Record prefill + decode routing."
 )
+@click.option(
+    "--eval-windows",
+    default=0,
+    show_default=True,
+    help="Validation windows recorded first as prefill passes (phase eval), with --trace-out.",
+)
+@click.option("--eval-len", default=256, show_default=True, help="Tokens per eval window.")
 @click.option("--force", is_flag=True, help="Overwrite an existing trace store.")
-def generate_command(model_spec, adapter, corpus, prompts, prompt_len, new_tokens, trace_out, force) -> None:
+def generate_command(
+    model_spec, adapter, corpus, prompts, prompt_len, new_tokens, trace_out, eval_windows, eval_len, force
+) -> None:
     """Greedy generation over validation prompts, recording decode-step routing."""
     from codesign.errors import OutputExistsError
     from codesign.eval.generate import generate_from_corpus, load_for_generate
@@ -121,8 +130,11 @@ def generate_command(model_spec, adapter, corpus, prompts, prompt_len, new_token
             prompts=prompts,
             prompt_len=prompt_len,
             new_tokens=new_tokens,
+            eval_windows=eval_windows,
+            eval_len=eval_len,
             trace_out=trace_out,
             force=force,
+            source_note=f"codesign eval generate --model {model_spec} --adapter {adapter}",
             model_name=name,
             progress=lambda done: bar.update(task, completed=done),
         )

@@ -179,14 +179,20 @@ class RoutingCapture:
     def _work(self) -> None:
         while True:
             item = self._queue.get()
-            if item is _STOP:
-                return
-            if self._error is not None:
-                continue  # drain without writing after a failure; the error surfaces on the next call
             try:
-                self._write(item)
+                if item is _STOP:
+                    return
+                if self._error is None:  # after a failure, drop items; the error surfaces on the next call
+                    self._write(item)
             except BaseException as exc:  # surfaced to the training thread on the next arm/close
                 self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def drain(self) -> None:
+        """Block until every handed-over forward is packed and appended (benchmarks; close() implies it)."""
+        self._queue.join()
+        self._raise_worker_error()
 
     def _write(self, a: _Armed) -> None:
         from codesign.trace.store import pack_masks

@@ -427,6 +427,22 @@ class Trainer:
         }
 
 
+def load_run_model(run_dir: str | os.PathLike) -> tuple[nn.Module, object, str]:
+    """(model in eval mode, tokenizer, name) as a training run's checkpoint left it."""
+    from codesign.sparse.upcycle import upcycle
+    from codesign.train.recipe import recipe_from_dict
+
+    state = load_checkpoint(Path(run_dir) / CHECKPOINT_NAME)
+    data = {k: v for k, v in state["recipe"].items() if k != "path"}
+    recipe = recipe_from_dict(data, where=state["recipe"].get("path") or str(run_dir))
+    model, tokenizer = build_model(recipe.model, recipe.seed)
+    if state["sparse"]:
+        with torch.random.fork_rng():
+            upcycle(model, sparsity_config(recipe).replace(init="random"))
+    model.load_state_dict(state["model"])
+    return model.eval(), tokenizer, f"{model_name(recipe.model)}@{recipe.name}:step{state['step']}"
+
+
 def _only_predictor(stage: Stage) -> bool:
     return stage.sparse and stage.trainable == "predictor"
 
