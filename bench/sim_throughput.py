@@ -4,7 +4,7 @@ Shape: Qwen2.5-7B FFNs (hidden 3584, I 18944 = 296 banks of 64, 28 layers) on hw
 (LRU residency, double buffering), batch 1. Routing: uniform 16-of-64 per bank, generated in memory chunk by
 chunk (a 32K-token store would be ≈ 2 GB on disk): each bank word is drawn from a pool of 65,536 random
 16-of-64 subsets — exact k per bank, cheap to generate; generation time is measured separately and
-subtracted (timed inside the generator). Each measurement runs in its own process (peak RSS per measurement; numba compile excluded by a
+subtracted (timed inside the generator); short numba runs are best of 5. Each measurement runs in its own process (peak RSS per measurement; numba compile excluded by a
 2-token warm-up that also loads the on-disk cache). Both DRAM models are measured: `bank_timing` (the
 configured model) and `ideal` (bytes ÷ bandwidth), which isolates the engine's own cost.
 
@@ -64,8 +64,8 @@ def blocks_factory(tokens: int, chunk: int, seed: int = 0):
     return blocks
 
 
-def measure(impl: str, dram_model: str, tokens: int, chunk: int) -> dict:
-    """One measurement in this process: seconds for `tokens` tokens, minus mask generation."""
+def measure(impl: str, dram_model: str, tokens: int, chunk: int, repeats: int = 1) -> dict:
+    """One measurement in this process: seconds for `tokens` tokens, minus mask generation (best of `repeats`)."""
     from codesign.sim.config import load_hwconfig
     from codesign.sim.dram import build_dram
     from codesign.sim.engine import params_from_config, simulate_variant
@@ -77,19 +77,21 @@ def measure(impl: str, dram_model: str, tokens: int, chunk: int) -> dict:
     p = params_from_config(cfg, HIDDEN, INTER, LAYERS, 128)
     run = simulate_variant if impl == "numba" else simulate_variant_ref
     run("warmup", p, blocks_factory(2, 2, seed=1), build_dram(cfg.dram), 1)  # compile / load the cache
-    blocks = blocks_factory(tokens, chunk)
-    t0 = time.perf_counter()
-    result = run(impl, p, blocks, build_dram(cfg.dram), 1)
-    total_s = time.perf_counter() - t0
-    assert int(result.per_layer[0, 1]) == tokens
-    generation_s = blocks.generation_s
-    engine_s = total_s - generation_s
+    times = []
+    for _ in range(repeats):
+        blocks = blocks_factory(tokens, chunk)
+        t0 = time.perf_counter()
+        result = run(impl, p, blocks, build_dram(cfg.dram), 1)
+        times.append((time.perf_counter() - t0 - blocks.generation_s, blocks.generation_s))
+        assert int(result.per_layer[0, 1]) == tokens
+    engine_s, generation_s = min(times)
     bank_steps = tokens * LAYERS * (INTER // B)
     return {
         "impl": impl,
         "dram_model": dram_model,
         "tokens": tokens,
         "chunk_tokens": chunk,
+        "repeats": repeats,
         "bank_steps": bank_steps,
         "seconds": engine_s,
         "mask_generation_s": generation_s,
@@ -99,8 +101,8 @@ def measure(impl: str, dram_model: str, tokens: int, chunk: int) -> dict:
     }
 
 
-def in_subprocess(impl: str, dram_model: str, tokens: int, chunk: int) -> dict:
-    cmd = [sys.executable, __file__, "--measure", impl, dram_model, str(tokens), str(chunk)]
+def in_subprocess(impl: str, dram_model: str, tokens: int, chunk: int, repeats: int = 1) -> dict:
+    cmd = [sys.executable, __file__, "--measure", impl, dram_model, str(tokens), str(chunk), str(repeats)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -116,23 +118,27 @@ def extrapolate(m: dict, tokens: int = FULL_TOKENS) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--measure", nargs=4, metavar=("IMPL", "DRAM", "TOKENS", "CHUNK"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--measure", nargs=5, metavar=("IMPL", "DRAM", "TOKENS", "CHUNK", "REPEATS"), help=argparse.SUPPRESS
+    )
     ap.add_argument("--timing-tokens", type=int, default=64, help="tokens for numba + bank_timing DRAM")
     ap.add_argument("--ideal-tokens", type=int, default=1024, help="tokens for numba + ideal DRAM")
-    ap.add_argument("--ref-tokens", type=int, default=4, help="tokens for the side-by-side numpy/numba ratio")
+    ap.add_argument(
+        "--ref-tokens", type=int, default=16, help="tokens for the side-by-side numpy/numba ratio"
+    )
     ap.add_argument("--chunk", type=int, default=256)
     ap.add_argument("--full-ideal", action="store_true", help="also run numba + ideal DRAM on all 32K tokens")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     if args.measure:
-        impl, dram, tokens, chunk = args.measure
-        print(json.dumps(measure(impl, dram, int(tokens), int(chunk))))
+        impl, dram, tokens, chunk, repeats = args.measure
+        print(json.dumps(measure(impl, dram, int(tokens), int(chunk), int(repeats))))
         return
 
     runs = {}
     for dram in ("bank_timing", "ideal"):  # same tokens, same process layout: the numpy/numba ratio
         runs[f"numpy_{dram}_{args.ref_tokens}"] = in_subprocess("numpy", dram, args.ref_tokens, args.chunk)
-        runs[f"numba_{dram}_{args.ref_tokens}"] = in_subprocess("numba", dram, args.ref_tokens, args.chunk)
+        runs[f"numba_{dram}_{args.ref_tokens}"] = in_subprocess("numba", dram, args.ref_tokens, args.chunk, 5)
     runs[f"numba_bank_timing_{args.timing_tokens}"] = in_subprocess(
         "numba", "bank_timing", args.timing_tokens, args.chunk
     )
