@@ -111,6 +111,11 @@ def _render(report: dict, written: list[Path]) -> None:
                       f"energy {_fmt(r['energy_ratio'])}×")  # fmt: skip
     if not report["global_topk"]:
         out.print(f"global top-k: {report['global_topk_note']}")
+    measured = report["union_density_vs_batch"]
+    if measured:
+        model = report["union_density_uniform_model"]
+        pairs = ", ".join(f"b={b}: {measured[b]:.3f} ({model[b]:.3f})" for b in measured)
+        out.print(f"union density vs batch (independent-uniform model in brackets): {pairs}")
     area = report["area"]
     out.print(f"SRAM: {_fmt(area['sram_area_mm2'])} mm², {_fmt(area['sram_leakage_mw'])} mW leakage; "
               "energy is estimated from per-event costs (see the report's notes)")  # fmt: skip
