@@ -68,8 +68,9 @@ def measure(impl: str, dram_model: str, tokens: int, chunk: int, repeats: int = 
     """One measurement in this process: seconds for `tokens` tokens, minus mask generation (best of `repeats`)."""
     from codesign.sim.config import load_hwconfig
     from codesign.sim.dram import build_dram
-    from codesign.sim.engine import params_from_config, simulate_variant
+    from codesign.sim.engine import simulate_variant
     from codesign.sim.reference_numpy import simulate_variant_ref
+    from codesign.sim.simulation import params_from_config
 
     cfg = load_hwconfig(
         Path(__file__).resolve().parents[1] / "hwconfigs/bank64.yaml", [f"dram.model={dram_model}"]

@@ -28,9 +28,9 @@ def simulate(hw, trace_path, batch, overrides, json_path, csv_dir, plot_dir, for
     """Simulate a trace on the accelerator in HW, with the dense and global top-k baselines."""
     from codesign.errors import OutputExistsError
     from codesign.sim.config import load_hwconfig
-    from codesign.sim.engine import simulate as run_simulation
     from codesign.sim.plots import PLOT_FILES, write_plots
     from codesign.sim.report import CSV_FILES, build_report, write_csv, write_json
+    from codesign.sim.simulation import simulate as run_simulation
     from codesign.trace import default_trace_path
 
     if batch is not None and batch <= 0:

@@ -5,15 +5,9 @@ import pytest
 
 from codesign.sim.config import load_hwconfig
 from codesign.sim.dram import build_dram
-from codesign.sim.engine import (
-    Block,
-    dense_words,
-    params_from_config,
-    simulate,
-    simulate_variant,
-    words_from_masks,
-)
+from codesign.sim.engine import Block, dense_words, simulate_variant, words_from_masks
 from codesign.sim.report import build_report, variant_summary
+from codesign.sim.simulation import params_from_config, simulate
 from codesign.trace.synth import SynthSpec, bank_topk_mask, write_synthetic
 
 pytestmark = pytest.mark.analytic
@@ -82,7 +76,7 @@ def test_k_equal_b_is_the_dense_baseline_exactly(tmp_path):
     write_synthetic(spec, tmp_path / "t.zarr")
     cfg = config("sparsity.k=64")
     p = params_from_config(cfg, HIDDEN, INTER, LAYERS, 16)
-    from codesign.sim.engine import trace_blocks
+    from codesign.sim.simulation import trace_blocks
     from codesign.trace.store import TraceReader
 
     reader = TraceReader(tmp_path / "t.zarr")

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from codesign.sim.config import load_hwconfig
-from codesign.sim.engine import simulate
 from codesign.sim.report import build_report, write_csv, write_json
+from codesign.sim.simulation import simulate
 from codesign.trace.synth import SynthSpec, write_synthetic
 
 pytestmark = pytest.mark.smoke
