@@ -44,12 +44,17 @@ def test_bank64_derived_values_by_hand():
     assert cfg.sram_capacity_bytes == 64 * 256 * 1024
     assert cfg.cycle_time_s == 1e-9
     assert cfg.peak_macs_per_s == 16384 * 1e9
-    # CACTI 22 nm row 256 KB × 64 B: 0.0507165 nJ read, 2.21748 ns cycle -> 3 cycles per line at 1 GHz
-    assert cfg.sram.macros_per_bank == 1
-    assert cfg.sram.read_energy_pj == 50.7165
-    assert cfg.sram.leakage_mw_per_bank == 0.0348592 and cfg.sram.area_mm2_per_bank == 0.248147
-    assert cfg.sram_line_interval_cycles == 3
-    assert cfg.sram_read_bytes_per_cycle == 64 * 64 / 3
+    # Four CACTI 22 nm 64 KB × 64 B macros: 0.0198912 nJ read, 1.16857 ns cycle -> 2 cycles per macro at 1 GHz,
+    # four macros in turn -> one line per cycle per bank
+    assert cfg.sram.macros_per_bank == 4
+    assert cfg.sram.read_energy_pj == 19.8912
+    assert cfg.sram.leakage_mw_per_bank == pytest.approx(4 * 0.00942319)
+    assert cfg.sram.area_mm2_per_bank == pytest.approx(4 * 0.0530291)
+    assert cfg.sram_line_interval_cycles == 1
+    assert cfg.sram_read_bytes_per_cycle == 64 * 64
+    one = load_hwconfig(BANK64, ["sram.macros_per_bank=1"])  # one 256 KB macro: 2.21748 ns -> 3 cycles
+    assert (one.sram.read_energy_pj, one.sram_line_interval_cycles) == (50.7165, 3)
+    assert one.sram.leakage_mw_per_bank == 0.0348592 and one.sram.area_mm2_per_bank == 0.248147
     dev = cfg.dram_device
     assert (dev.channels, dev.burst_bytes, dev.burst_ns) == (32, 32, 1.25)
     assert dev.unloaded_read_ns == pytest.approx(19.4 + 12.5 + 1.25)
@@ -102,7 +107,7 @@ def test_explicit_sram_costs_win_over_cacti_and_are_attributed():
 
 
 def test_sram_costs_follow_an_overridden_bank_size():
-    small = load_hwconfig(BANK64, ["sram.bank_size_bytes=32768"])
+    small = load_hwconfig(BANK64, ["sram.bank_size_bytes=32768", "sram.macros_per_bank=1"])
     assert small.sram.read_energy_pj == pytest.approx(10.2536)  # CACTI row 32 KB × 64 B (HN: 10.3 pJ)
 
 
@@ -115,7 +120,7 @@ def test_macros_per_bank_trade_energy_for_port_bandwidth():
     assert four.sram.read_energy_pj == 19.8912 and four.sram_line_interval_cycles == 1
     assert four.sram.leakage_mw_per_bank == pytest.approx(4 * 0.00942319)
     assert (
-        load_hwconfig(BANK64, ["clock.frequency_hz=2e9"]).sram_line_interval_cycles == 5
+        load_hwconfig(BANK64, ["sram.macros_per_bank=1", "clock.frequency_hz=2e9"]).sram_line_interval_cycles == 5
     )  # 2.22 ns / 0.5 ns
     assert (
         load_hwconfig(BANK64, ["sram.macros_per_bank=2", "clock.frequency_hz=2e9"]).sram_line_interval_cycles
@@ -174,9 +179,9 @@ BAD_OVERRIDES = [
     ("dram.geometry.interleave_bytes=48", "dram.geometry.interleave_bytes", "multiple of the burst"),
     ("dram.geometry.data_rate_gtps=8", "dram.bandwidth_gbps", None),  # with the next one, both set
     (
-        "sram.bank_size_bytes=4194304",
+        "sram.bank_size_bytes=8388608",
         "sram.bank_size_bytes",
-        "a 4194304 B macro is outside the CACTI 22nm_lstp sweep",
+        "a 2097152 B macro is outside the CACTI 22nm_lstp sweep",
     ),
     ("sram.line_bytes=512", "sram.line_bytes", "a 512 B line is outside"),
     ("sram.macros_per_bank=3", "sram.macros_per_bank", "do not split bank_size_bytes=262144 evenly"),
@@ -248,7 +253,7 @@ def test_cacti_range_is_not_an_error_when_costs_are_explicit():
         "sram.area_mm2_per_bank=4",
         "sram.cycle_ns=3",
     ]
-    cfg = load_hwconfig(BANK64, ["sram.bank_size_bytes=4194304", *costs])
+    cfg = load_hwconfig(BANK64, ["sram.bank_size_bytes=8388608", *costs])
     assert cfg.sram.cacti() is None
     assert set(cfg.resolved()["sram"]["cost_sources"].values()) == {"hwconfig"}
 
