@@ -11,7 +11,7 @@ from codesign.errors import ModelError
 from codesign.sparse.module import SparseSwiGLU
 from codesign.sparse.upcycle import sparse_modules
 
-FIT_TARGETS = ("log", "abs")
+FIT_TARGETS = ("log", "logbank", "abs")
 
 
 @torch.no_grad()
@@ -56,12 +56,14 @@ def dense_activation(module: SparseSwiGLU, x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def fit_predictors(
-    model: nn.Module, inputs: dict[int, torch.Tensor], target: str = "log", ridge: float = 1e-2
+    model: nn.Module, inputs: dict[int, torch.Tensor], target: str = "logbank", ridge: float = 1e-2
 ) -> dict[int, float]:
     """Reduced-rank ridge regression of each layer's predictor onto its FFN's channel magnitudes.
 
-    target "log": log(|h| + ε) — ranking within a bank is what matters and the log keeps the few huge
-    activations from dominating the squares; "abs": |h|. Returns the fraction of the (centred) target's
+    target "logbank" (default): log(|h| + ε) minus its mean over each (token, bank) — only the order within
+    a bank matters, and the log keeps the few huge activations from dominating the squares; "log": without
+    the bank centring; "abs": |h|. On SmolLM2-135M (rank 64, 4096 fit tokens, 2048 KJV validation tokens)
+    logbank / log / abs gave ppl 170 / 197 / 196 and recall 0.500 / 0.497 / 0.481 (docs/SPARSE.md). Returns the fraction of the (centred) target's
     variance each layer's rank-r fit explains.
     """
     if target not in FIT_TARGETS:
@@ -70,14 +72,22 @@ def fit_predictors(
     for m in sparse_modules(model):
         x = inputs[m.layer_idx]  # (N, d)
         h = dense_activation(m, x).abs()
-        y = torch.log(h + 1e-3) if target == "log" else h  # (N, I)
+        y = torch.log(h + 1e-3) if target != "abs" else h  # (N, I)
+        if target == "logbank":
+            # Only the order within a bank matters: drop each (token, bank)'s mean so no rank is spent on
+            # how loud a token is overall.
+            y = y.reshape(y.shape[0], -1, m.bank_size)  # (N, nb, B)
+            y = (y - y.mean(-1, keepdim=True)).reshape(y.shape[0], -1)
         x_mean, y_mean = x.mean(0), y.mean(0)
         xc, yc = x - x_mean, y - y_mean
         gram = xc.t() @ xc
         gram += ridge * gram.diagonal().mean() * torch.eye(gram.shape[0])  # ridge scaled to the data
         w_ols = torch.linalg.solve(gram, xc.t() @ yc)  # (d, I)
-        # Reduced rank: project the OLS fit onto the top-r right singular directions of its predictions.
-        _, _, vh = torch.linalg.svd(xc @ w_ols, full_matrices=False)
+        # Reduced rank: project the fit onto the top-r right singular directions of its predictions X·W.
+        # (X·W)ᵀ(X·W) = Wᵀ·G·W = (Lᵀ·W)ᵀ(Lᵀ·W) with G = L·Lᵀ, so the SVD of the small (d, I) matrix Lᵀ·W
+        # gives them without the (N, I) one (≈ 30× cheaper at N = 4096, d = 576).
+        chol = torch.linalg.cholesky(gram)
+        _, _, vh = torch.linalg.svd(chol.t() @ w_ols, full_matrices=False)
         v = vh[: m.predictor.rank].t()  # (I, r)
         a, b = w_ols @ v, v.t()  # (d, r), (r, I)
         bias = y_mean - x_mean @ a @ b

@@ -14,6 +14,7 @@ This is the CPU torch path:
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -51,12 +52,35 @@ def sparse_swiglu_gather(
 
 
 def _decode_one(x: torch.Tensor, idx: torch.Tensor, bundle: torch.Tensor, act: Callable) -> torch.Tensor:
-    out = torch.zeros(bundle.shape[-1], dtype=torch.float32, device=x.device)
-    for start in range(0, idx.numel(), DECODE_CHUNK):
-        rows = bundle.index_select(0, idx[start : start + DECODE_CHUNK])  # (c, 3, d)
-        h = act(rows[:, 0] @ x) * (rows[:, 1] @ x)  # (c,)
-        out += (h @ rows[:, 2]).float()  # fp32 accumulation across chunks, as a dense GEMV accumulates
-    return out.to(x.dtype)
+    """One token: the kept channels are split over `torch.get_num_threads()` worker threads, each gathering
+    and multiplying its share chunk by chunk into an fp32 partial sum (a single thread issuing many small ops
+    leaves the other cores idle, and dense torch GEMV uses them all)."""
+    workers = max(1, min(torch.get_num_threads(), idx.numel() // DECODE_CHUNK))
+    if workers == 1:
+        return _decode_part(x, idx, bundle, act, torch.is_grad_enabled()).to(x.dtype)
+    grad = torch.is_grad_enabled()  # grad mode is thread-local: hand it to the workers
+    parts = idx.tensor_split(workers)
+    partials = list(_pool(workers).map(lambda part: _decode_part(x, part, bundle, act, grad), parts))
+    return torch.stack(partials).sum(0).to(x.dtype)
+
+
+def _decode_part(x, idx, bundle, act, grad: bool) -> torch.Tensor:
+    with torch.set_grad_enabled(grad):
+        out = torch.zeros(bundle.shape[-1], dtype=torch.float32, device=x.device)
+        for start in range(0, idx.numel(), DECODE_CHUNK):
+            rows = bundle.index_select(0, idx[start : start + DECODE_CHUNK])  # (c, 3, d)
+            h = act(rows[:, 0] @ x) * (rows[:, 1] @ x)  # (c,)
+            out = out + (h @ rows[:, 2]).float()  # fp32 accumulation across chunks, as a dense GEMV does
+        return out
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="codesign-decode")
+    return _POOLS[workers]
 
 
 def _union(x, idx, gate_w, up_w, down_w, act) -> torch.Tensor:

@@ -176,3 +176,19 @@ def test_per_layer_k_and_set_mode(tiny_model, arch):
     set_mode(model, "dense")
     model(input_ids=ids)
     assert all(m.last_mask.all() for m in mods)
+
+
+def test_decode_split_over_threads_matches_reference():
+    """The one-token path splits kept channels over worker threads; the sum must equal the reference."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        m = make_module(hidden=32, intermediate=1024, k=16)  # 256 kept channels: 2 workers of 2 chunks
+        x = torch.randn(1, m.hidden)
+        with torch.no_grad():
+            out = m(x)
+        torch.testing.assert_close(out, masked_dense(m, x, m.last_mask), atol=1e-5, rtol=1e-5)
+        out = m(x.requires_grad_())  # grad mode reaches the workers: the output carries a graph to x
+        assert out.requires_grad
+    finally:
+        torch.set_num_threads(threads)
