@@ -243,6 +243,11 @@ def section_timings(out, model):
                 row["speedup_kernel_only_graph"] = row["dense_graph_ms"] / row["sparse_kernel_graph_ms"]
             except Exception as exc:  # graphs are a bonus: keep the eager numbers
                 row["graph_error"] = repr(exc)
+        if tokens <= 16:  # the decode path, launch by launch (CUDA graph replay on the GPU)
+            try:
+                row["stages"] = stage_times(model, x, routing)
+            except Exception as exc:  # a bonus: keep the rest of the row
+                row["stages_error"] = repr(exc)
         row["speedup_total"] = row["dense_ms"] / row["sparse_total_ms"]
         row["speedup_kernel_only"] = row["dense_ms"] / row["sparse_kernel_ms"]
         row["dense_gbps"] = dense_bytes / (row["dense_ms"] * 1e-3) / 1e9
@@ -254,6 +259,44 @@ def section_timings(out, model):
         log(
             f"  tokens={tokens}: " + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float))
         )
+        if "stages" in row:
+            log(f"  tokens={tokens} stages: {row['stages']}")
+    try:
+        from codesign.kernels.decode import tuned_configs
+
+        out["decode_tuned_configs"] = tuned_configs()
+    except Exception as exc:
+        out["decode_tuned_configs_error"] = repr(exc)
+
+
+def stage_times(model, x, routing) -> dict:
+    """Median ms of each launch of one sparse FFN (decode path) and of the predictor's two launches, with the
+    weight bytes each must read and its achieved GB/s: where the time goes."""
+    from codesign.kernels.decode import decode_stages
+
+    timer = bench_graph_ms if DEVICE == "cuda" else bench_ms
+    union_bytes = routing.union_channels() * model.layout.bundle_bytes  # gate + up + down rows
+    h = torch.nn.functional.linear(x, model.in_w)
+    launches = [
+        ("predictor_matmul", lambda: torch.nn.functional.linear(x, model.in_w), model.in_w.numel() * 2),
+        (
+            "bank_topk",
+            lambda: predictor_bank_topk(h, model.out_w, model.out_b, SHAPES["bank_size"], SHAPES["k"]),
+            (model.out_w.numel() + model.out_b.numel()) * 2,
+        ),
+    ]
+    weight_bytes = {"gate_up": union_bytes * 2 // 3, "down": union_bytes // 3, "reduce": 0}
+    for name, fn in decode_stages(x, *bundle_views(model.bundles), routing):
+        launches.append((name, fn, weight_bytes[name]))
+    stages = {}
+    for name, fn, nbytes in launches:
+        ms = timer(fn)
+        stages[name] = {
+            "ms": ms,
+            "weight_bytes": nbytes,
+            "gbps": nbytes / (ms * 1e-3) / 1e9 if nbytes else None,
+        }
+    return stages
 
 
 def section_ncu(out, model):

@@ -21,6 +21,8 @@ BWD_PTRS = ("x_ptr", "g_ptr", "u_ptr", "dn_ptr", "s_ptr", "dy_ptr")
 INDEX_PTRS = {"idx_ptr": "i64", "bits_ptr": "u8", "cols_ptr": "i32", "counts_ptr": "i32"}
 SCRATCH = (
     "h_ptr",
+    "pa_ptr",
+    "pb_ptr",
     "a1_ptr",
     "a2_ptr",
     "part_ptr",
@@ -41,6 +43,7 @@ def _ptrs(dtype: str, data: tuple[str, ...]) -> dict[str, str]:
 
 def _variants(full: bool):
     """(label, "module.kernel", pointer types, constexprs, warps, stages)."""
+    from codesign.kernels.decode import DOWN_CONFIGS, GATE_UP_CONFIGS
     from codesign.kernels.gathered_rows import ROWS_CONFIGS
     from codesign.kernels.sparse_swiglu import H_CONFIGS
 
@@ -96,7 +99,48 @@ def _variants(full: bool):
                 4,
                 3,
             )
-        yield f"reduce {dt}", "gathered_rows._reduce_partials_kernel", _ptrs(dt, ("out_ptr",)), {"BLOCK_D": 1024}, 4, 3  # fmt: skip
+        # decode path: elementwise up to 4 tokens (BLOCK_T 1, 2, 4), tl.dot for 5..16 (BLOCK_T 16)
+        for bt in (1, 2, 4, 16) if full else (1, 4, 16):
+            dot = bt == 16
+            for fused in (False, True) if bt < 16 else ():  # bank_topk's decode block (16: above)
+                const = dict(B=64, K=16, BLOCK_T=bt, BLOCK_R=128, FUSED=fused, HAS_BIAS=True, DOT_F32=f32)
+                yield (
+                    f"bank_topk {dt} tokens<={bt} fused={fused}",
+                    "bank_topk._bank_topk_fwd_kernel",
+                    _ptrs(dt, TOPK_PTRS),
+                    const,
+                    4,
+                    3,
+                )
+            for bk, bd, w, st in GATE_UP_CONFIGS:
+                const = dict(B=64, BLOCK_T=bt, BLOCK_K=bk, BLOCK_D=bd, USE_DOT=dot, DOT_F32=f32)
+                yield (
+                    f"decode_gate_up {dt} tokens<={bt} cfg={bk},{bd},{w},{st}",
+                    "decode._decode_gate_up_kernel",
+                    _ptrs(dt, ("x_ptr", "g_ptr", "u_ptr")),
+                    const,
+                    w,
+                    st,
+                )
+            for bk, bd, w, st in DOWN_CONFIGS:
+                const = dict(B=64, BLOCK_T=bt, BLOCK_K=bk, BLOCK_D=bd, BLOCK_S=8, HAS_SCALE=True, USE_DOT=dot, DOT_F32=f32)  # fmt: skip
+                yield (
+                    f"decode_down {dt} tokens<={bt} cfg={bk},{bd},{w},{st}",
+                    "decode._decode_down_kernel",
+                    _ptrs(dt, ("s_ptr", "dn_ptr")),
+                    const,
+                    w,
+                    st,
+                )
+        const = {"BLOCK_S": 128, "BLOCK_D": 64}
+        yield (
+            f"reduce_splits {dt}",
+            "gathered_rows._reduce_splits_kernel",
+            _ptrs(dt, ("out_ptr",)),
+            const,
+            4,
+            3,
+        )
 
 
 def compile_all(arch: int = 90, full: bool = False) -> list[tuple[str, str]]:

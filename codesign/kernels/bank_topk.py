@@ -46,18 +46,28 @@ def _bank_topk_fwd_kernel(
         for r0 in range(0, R, BLOCK_R):
             offs_r = r0 + tl.arange(0, BLOCK_R)
             rmask = offs_r < R
-            h = tl.load(
-                h_ptr + offs_t[:, None] * stride_ht + offs_r[None, :],
-                mask=tmask[:, None] & rmask[None, :],
-                other=0.0,
-            )
-            w = tl.load(
-                w_ptr + cols[None, :] * stride_wc + offs_r[:, None], mask=rmask[:, None], other=0.0
-            )  # (BR, B)
-            if DOT_F32:
-                logits += tl.dot(h.to(tl.float32), w.to(tl.float32), input_precision="ieee")
-            else:
-                logits += tl.dot(h, w)
+            if BLOCK_T >= 16:  # tl.dot's M is at least 16
+                h = tl.load(
+                    h_ptr + offs_t[:, None] * stride_ht + offs_r[None, :],
+                    mask=tmask[:, None] & rmask[None, :],
+                    other=0.0,
+                )
+                w = tl.load(
+                    w_ptr + cols[None, :] * stride_wc + offs_r[:, None], mask=rmask[:, None], other=0.0
+                )  # (BR, B)
+                if DOT_F32:
+                    logits += tl.dot(h.to(tl.float32), w.to(tl.float32), input_precision="ieee")
+                else:
+                    logits += tl.dot(h, w)
+            else:  # a few decode tokens: elementwise products summed over r, one token row at a time
+                w = tl.load(
+                    w_ptr + cols[:, None] * stride_wc + offs_r[None, :], mask=rmask[None, :], other=0.0
+                ).to(tl.float32)  # (B, BR)
+                for t in tl.static_range(BLOCK_T):
+                    row = tl.minimum(tile * BLOCK_T + t, T - 1)  # rows past T are never stored
+                    hv = tl.load(h_ptr + row * stride_ht + offs_r, mask=rmask, other=0.0).to(tl.float32)
+                    part = tl.sum(w * hv[None, :], axis=1)  # (B,)
+                    logits = tl.where(tl.arange(0, BLOCK_T)[:, None] == t, logits + part[None, :], logits)
         if HAS_BIAS:
             logits += tl.load(bias_ptr + cols).to(tl.float32)[None, :]
     else:
@@ -124,12 +134,16 @@ def _triton_ok(bank_size: int, tile: int) -> bool:
 def _launch(logits, h, w, bias, tokens, intermediate, bank_size, k, tile, device) -> Routing:
     nb = intermediate // bank_size
     n_tiles = triton.cdiv(tokens, tile)
+    # one tile (decode): the kernel's token block shrinks to the tokens there are, so the radix select and
+    # (below 16 tokens) the predictor's products do no work on empty rows; the union is the same
+    block_t = triton.next_power_of_2(tokens) if n_tiles == 1 else tile
     idx = dispatch.empty(tokens, nb * k, dtype=torch.int64, device=device)
     bits = dispatch.empty(tokens, intermediate // 8, dtype=torch.uint8, device=device)
     cols = dispatch.empty(n_tiles, nb, bank_size, dtype=torch.int32, device=device)
     counts = dispatch.empty(n_tiles, nb, dtype=torch.int32, device=device)
     fused = logits is None
     rank = h.shape[1] if fused else 0
+    block_r = max(16, min(64 if block_t >= 16 else 128, triton.next_power_of_2(max(rank, 1))))
     src = h if fused else logits
     _bank_topk_fwd_kernel[(n_tiles, nb)](
         logits if not fused else src, h if fused else src, w if fused else src,
@@ -138,7 +152,7 @@ def _launch(logits, h, w, bias, tokens, intermediate, bank_size, k, tile, device
         tokens, rank, nb,
         0 if fused else logits.stride(0), h.stride(0) if fused else 0, w.stride(0) if fused else 0,
         idx.stride(0), bits.stride(0),
-        B=bank_size, K=k, BLOCK_T=tile, BLOCK_R=max(16, min(64, triton.next_power_of_2(max(rank, 1)))),
+        B=bank_size, K=k, BLOCK_T=block_t, BLOCK_R=block_r,
         FUSED=fused, HAS_BIAS=bias is not None, DOT_F32=dot_in_fp32(src.dtype),
         num_warps=4,
     )  # fmt: skip

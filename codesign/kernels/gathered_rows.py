@@ -31,6 +31,7 @@ class Blocks:
     block_k: int = 32
     block_d: int = 128
     splits: int | None = None  # bank splits of the down projection; None = chosen from the grid size
+    d_chunk: int | None = None  # decode path: d per gate/up program; None = chosen from the grid size
 
 
 @triton.jit
@@ -85,13 +86,22 @@ def _gathered_rows_matmul_kernel(
 
 
 @triton.jit
-def _reduce_partials_kernel(part_ptr, out_ptr, S, D, stride_ps, stride_pt, stride_ot, BLOCK_D: tl.constexpr):
+def _reduce_splits_kernel(
+    part_ptr, out_ptr, S, D, stride_ps, stride_pt, stride_ot, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr
+):
+    """out[t, dblock] = sum over s of part[s, t, dblock]: BLOCK_S splits per load, a fixed tree order."""
     t = tl.program_id(0)
     offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     dmask = offs_d < D
     acc = tl.zeros((BLOCK_D,), tl.float32)
-    for s in range(0, S):  # fixed order: results do not depend on scheduling
-        acc += tl.load(part_ptr + s * stride_ps + t * stride_pt + offs_d, mask=dmask, other=0.0)
+    for s0 in range(0, S, BLOCK_S):
+        offs_s = s0 + tl.arange(0, BLOCK_S)
+        tile = tl.load(
+            part_ptr + offs_s[:, None] * stride_ps + t * stride_pt + offs_d[None, :],
+            mask=(offs_s < S)[:, None] & dmask[None, :],
+            other=0.0,
+        )
+        acc += tl.sum(tile, axis=0)
     tl.store(out_ptr + t * stride_ot + offs_d, acc.to(out_ptr.dtype.element_ty), mask=dmask)
 
 
@@ -145,9 +155,24 @@ def gathered_rows_matmul(
         a1.stride(0), w1.stride(0), w1.stride(1), w2.stride(0), w2.stride(1), part.stride(0), part.stride(1),
         TWO=two, DOT_F32=dot_f32, **launch_meta(routing, blocks, cuda),
     )  # fmt: skip
-    out = dispatch.empty(tokens, hidden, dtype=out_dtype, device=a1.device)
-    block = min(1024, triton.next_power_of_2(hidden))
-    _reduce_partials_kernel[(tokens, triton.cdiv(hidden, block))](
-        part, out, splits, hidden, part.stride(0), part.stride(1), out.stride(0), BLOCK_D=block
+    return reduce_splits(part, out_dtype)
+
+
+def reduce_splits(part: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
+    """(S, T, d) fp32 -> (T, d): the sum over S, in a fixed order."""
+    splits, tokens, hidden = part.shape
+    out = dispatch.empty(tokens, hidden, dtype=out_dtype, device=part.device)
+    block_s = min(128, triton.next_power_of_2(splits))  # all splits in one load: no serial chain of L2 reads
+    block_d = min(64, triton.next_power_of_2(hidden))
+    _reduce_splits_kernel[(tokens, triton.cdiv(hidden, block_d))](
+        part,
+        out,
+        splits,
+        hidden,
+        part.stride(0),
+        part.stride(1),
+        out.stride(0),
+        BLOCK_S=block_s,
+        BLOCK_D=block_d,
     )
     return out

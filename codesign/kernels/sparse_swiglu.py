@@ -12,6 +12,8 @@ with tl.dot and zeroes each token's non-kept entries; kernel 2 (tile x d-block x
 over the union rows into fp32 partials that a third kernel sums in a fixed order (deterministic, no atomics).
 One token reads exactly its kept bundles (k/B of dense); a tile reads the union of its tokens' masks, which
 grows toward dense as masks differ: that cost is real and reported, not hidden.
+Up to 16 tokens in one tile the forward takes the decode path instead (codesign.kernels.decode): the same
+bytes cut into many small programs, so that enough loads are in flight to approach the copy bandwidth.
 
 Backward recomputes activations (only the inputs are saved): kernel 1 recomputes x.g, x.u and dy.d_c and writes
 da, db, h*m (and ds) into (T, I) fp32 scratch; dx is the gathered-rows matmul of (da, db) with (gate, up); weight
@@ -26,19 +28,13 @@ import triton.language as tl
 
 from codesign.errors import ConfigError
 from codesign.kernels import dispatch
+from codesign.kernels.decode import DECODE_MAX_TOKENS, _keep_bits, decode_forward
 from codesign.kernels.dispatch import dot_in_fp32, resolve
 from codesign.kernels.gathered_rows import Blocks, _dot, gathered_rows_matmul, launch_meta
 from codesign.kernels.routing import Routing, routing_from_indices
 from codesign.layout import DOWN, GATE, UP
 
 __all__ = ["sparse_swiglu", "sparse_swiglu_indices", "sparse_swiglu_ref", "sparse_swiglu_dense_ref"]
-
-
-@triton.jit
-def _keep_bits(bits_ptr, offs_t, cols, stride_bt, valid):
-    """(BT, BK) bool: bit cols % 8 of byte cols // 8 of each token's packed mask."""
-    byte = tl.load(bits_ptr + offs_t[:, None] * stride_bt + (cols >> 3)[None, :], mask=valid, other=0)
-    return ((byte.to(tl.int32) >> (cols & 7)[None, :]) & 1) != 0
 
 
 @triton.jit
@@ -228,6 +224,8 @@ def _forward(x, gate_w, up_w, down_t, scale, routing: Routing, blocks: Blocks) -
     tokens, hidden = x.shape
     cuda = x.device.type == "cuda"
     dot_f32 = dot_in_fp32(x.dtype)
+    if routing.tiles == 1 and tokens <= DECODE_MAX_TOKENS:  # decode: many small programs (decode.py)
+        return decode_forward(x, gate_w, up_w, down_t, scale, routing, blocks, dot_f32)
     # only the union entries of h are written and read
     h = dispatch.empty(tokens, routing.intermediate, dtype=torch.float32, device=x.device)
     kernel = _tuned_h() if cuda else _sparse_swiglu_fwd_kernel

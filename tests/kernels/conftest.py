@@ -16,6 +16,7 @@ import torch  # noqa: E402
 for _name in (
     "codesign.kernels.bank_topk",
     "codesign.kernels.gathered_rows",
+    "codesign.kernels.decode",
     "codesign.kernels.sparse_swiglu",
     "codesign.kernels",
 ):

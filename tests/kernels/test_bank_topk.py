@@ -53,7 +53,7 @@ def test_mask_bits_are_little_endian_per_byte():
     assert torch.equal(unpack_mask_bits(bits, 20), mask)
 
 
-@pytest.mark.parametrize("tokens", [1, 17])
+@pytest.mark.parametrize("tokens", [1, 3, 9, 17])  # decode blocks: elementwise (1, 3), tl.dot (9); two tiles
 def test_fused_predictor_equals_unfused(gen, poison, tokens):
     rank, intermediate = 24, 320
     h = torch.randn(tokens, rank, generator=gen)

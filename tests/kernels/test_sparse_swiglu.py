@@ -15,8 +15,8 @@ from codesign.kernels.sparse_swiglu import (
 )
 
 HIDDEN, INTERMEDIATE, BANK = 100, 320, 64  # d not a multiple of any block; I = 320 is 5 banks of 64
-# small blocks and 3 bank splits: every loop (chunks per bank, d-blocks, splits) runs more than once
-SMALL = Blocks(block_k=16, block_d=64, splits=3)
+# small blocks, 3 bank splits, 2 decode d-chunks: every loop (chunks per bank, d-blocks, splits) runs more than once
+SMALL = Blocks(block_k=16, block_d=32, splits=3, d_chunk=64)
 
 
 def _problem(gen, tokens, k, dtype, hidden=HIDDEN, intermediate=INTERMEDIATE):
@@ -36,7 +36,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("k", [16, 64, 1], ids=["k16", "kB", "k1"])
-@pytest.mark.parametrize("tokens", [1, 3, 17])
+@pytest.mark.parametrize("tokens", [1, 3, 9, 17])  # decode: elementwise (1, 3) and tl.dot (9); 17: prefill
 def test_forward_equals_masked_dense(gen, poison, tokens, k, dtype):
     x, bundles, routing = _problem(gen, tokens, k, dtype)
     y = sparse_swiglu(x, *bundle_views(bundles), routing, backend="triton", blocks=SMALL)
@@ -50,6 +50,20 @@ def test_forward_equals_masked_dense(gen, poison, tokens, k, dtype):
     # cast truncates (up to 1 ulp) where torch rounds (half an ulp), which dominates with few kept channels
     torch_err = _rel(sparse_swiglu_ref(x, *bundle_views(bundles), routing.idx), ref)
     assert _rel(y, ref) <= 3 * torch_err + 1e-6
+
+
+@pytest.mark.parametrize("tokens", [2, 16])
+def test_decode_path_is_deterministic_and_scaled(gen, poison, tokens):
+    """Decode path (one tile): the same bits on a second run (no atomics), and the scale multiplies h."""
+    x, bundles, routing = _problem(gen, tokens, 16, torch.float32)
+    scale = torch.rand(tokens, INTERMEDIATE, generator=gen) + 0.5
+    y1 = sparse_swiglu(x, *bundle_views(bundles), routing, scale=scale, backend="triton", blocks=SMALL)
+    y2 = sparse_swiglu(x, *bundle_views(bundles), routing, scale=scale, backend="triton", blocks=SMALL)
+    assert torch.equal(y1, y2)
+    ref = sparse_swiglu_dense_ref(
+        x.double(), *(w.double() for w in bundle_views(bundles)), routing.mask(), scale=scale.double()
+    )
+    torch.testing.assert_close(y1.double(), ref, atol=1e-5, rtol=1e-4)
 
 
 def test_k_equals_bank_is_the_dense_mlp(gen):
