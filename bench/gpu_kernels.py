@@ -248,6 +248,11 @@ def section_timings(out, model):
                 row["stages"] = stage_times(model, x, routing)
             except Exception as exc:  # a bonus: keep the rest of the row
                 row["stages_error"] = repr(exc)
+        if tokens == 1:
+            try:
+                row["decode_grid_sweep_ms"] = grid_sweep(model, x, routing)
+            except Exception as exc:
+                row["decode_grid_sweep_error"] = repr(exc)
         row["speedup_total"] = row["dense_ms"] / row["sparse_total_ms"]
         row["speedup_kernel_only"] = row["dense_ms"] / row["sparse_kernel_ms"]
         row["dense_gbps"] = dense_bytes / (row["dense_ms"] * 1e-3) / 1e9
@@ -259,14 +264,30 @@ def section_timings(out, model):
         log(
             f"  tokens={tokens}: " + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float))
         )
-        if "stages" in row:
-            log(f"  tokens={tokens} stages: {row['stages']}")
+        for key in ("stages", "decode_grid_sweep_ms"):
+            if key in row:
+                log(f"  tokens={tokens} {key}: {row[key]}")
     try:
         from codesign.kernels.decode import tuned_configs
 
         out["decode_tuned_configs"] = tuned_configs()
     except Exception as exc:
         out["decode_tuned_configs_error"] = repr(exc)
+
+
+def grid_sweep(model, x, routing) -> dict:
+    """Sparse FFN alone at other decode grid sizes than the default (d-chunk of the gate/up kernel, bank splits
+    of the down kernel): whether more or fewer, larger programs would serve better."""
+    from codesign.kernels import Blocks
+
+    timer = bench_graph_ms if DEVICE == "cuda" else bench_ms
+    views = bundle_views(model.bundles)
+    out = {}
+    for chunk, splits in ((256, None), (1024, None), (None, 37), (None, 148), (None, 296)):
+        blocks = Blocks(d_chunk=chunk, splits=splits)
+        ms = timer(lambda b=blocks: sparse_swiglu(x, *views, routing, blocks=b))
+        out[f"d_chunk={chunk or 'auto'},splits={splits or 'auto'}"] = ms
+    return out
 
 
 def stage_times(model, x, routing) -> dict:
