@@ -81,6 +81,7 @@ def main() -> None:
     run("oracle", "bank top-k of the true |silu(g)*u|: upper bound of any predictor at this k", recall=False)
     set_mode(model, "bank_topk")
     run("upcycled_svd", "predictor = rank-r truncated SVD of gate_proj, no data, no training")
+    explained_abs = None
     if args.compare_fit_targets:
         explained_abs = fit_predictors(model, inputs, target="abs")
         run("upcycled_fit_abs", "as upcycled_fit but regressing |h| instead of bank-centred log|h|")

