@@ -40,3 +40,12 @@ def arch(request) -> str:
 def tiny_model():
     """Factory: tiny_model(arch="qwen2"|"llama", intermediate=320, hidden=64, layers=2, seed=0)."""
     return _tiny_model
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """These tests run many tiny ops; on a shared 2-core VM, OpenMP wake-ups per op cost more than the ops."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
