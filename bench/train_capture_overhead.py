@@ -112,17 +112,19 @@ def main() -> None:
             cap = RoutingCapture(tmp / f"trace-{every}.zarr", model_name="tiny-qwen2-256", source="bench")
             cap.attach(trainer.model)
             cap.detach()
+            # Blocks are a whole number of sampling periods, so the recorded fraction is exactly 1/every.
+            block = -(-args.block // every) * every
             off, on = [], []
             for _ in range(args.pairs):
                 trainer.capture = None
                 t0 = time.perf_counter()
-                for _ in range(args.block):
+                for _ in range(block):
                     trainer._train_step(stage, batch())
                 off.append(time.perf_counter() - t0)
                 trainer.capture = cap
                 cap.attach(trainer.model)
                 t0 = time.perf_counter()
-                for i in range(args.block):
+                for i in range(block):
                     trainer.step = i  # the Trainer arms the capture when step % trace_every == 0
                     trainer._train_step(stage, batch())
                 cap.drain()
@@ -135,8 +137,10 @@ def main() -> None:
                 "trace_every": every,
                 "off_block_s": off,
                 "on_block_s": on,
-                "median_off_step_s": statistics.median(off) / args.block,
-                "median_on_step_s": statistics.median(on) / args.block,
+                "block_steps": block,
+                "recorded_steps_per_block": block // every,
+                "median_off_step_s": statistics.median(off) / block,
+                "median_on_step_s": statistics.median(on) / block,
                 "ratio_on_over_off": ratio,
                 "overhead_pct": 100 * (ratio - 1),
                 "recorded_tokens": recorded_tokens,
@@ -146,7 +150,6 @@ def main() -> None:
         "what": "training step time with routing capture on vs off, blocks interleaved, writer drained per on-block",
         "model": "random Qwen2 hidden 256, intermediate 1024, 4 layers; B=64 k=16 rank 32; predictor+ffn, KL+aux",
         "batch_tokens": args.batch * args.seq_len,
-        "block_steps": args.block,
         "pairs": args.pairs,
         "target_overhead_pct": 3.0,
         "results": results,

@@ -152,15 +152,24 @@ def _is_sparse(model) -> bool:
 
 
 def _run_info(run_dir: Path | None) -> dict | None:
-    if run_dir is None or not (run_dir / "summary.json").is_file():
+    """What the training run did: its metrics (and summary, if it ran to the end)."""
+    if run_dir is None or not (run_dir / "metrics.jsonl").is_file():
         return None
-    summary = json.loads((run_dir / "summary.json").read_text())
     metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    times = sorted(m["step_time_s"] for m in metrics)
     return {
-        "summary": {k: summary[k] for k in ("steps", "tokens_seen", "wall_s", "evals", "world_size")},
-        "loss_first": metrics[0] if metrics else None,
-        "loss_last": metrics[-1] if metrics else None,
-        "median_step_s": sorted(m["step_time_s"] for m in metrics)[len(metrics) // 2] if metrics else None,
+        "completed": summary is not None,
+        "summary": None
+        if summary is None
+        else {k: summary[k] for k in ("steps", "tokens_seen", "wall_s", "evals")},
+        "steps_logged": len(metrics),
+        "total_steps": metrics[-1]["total_steps"] if metrics else None,
+        "first": metrics[0] if metrics else None,
+        "last": metrics[-1] if metrics else None,
+        "median_step_s": times[len(times) // 2] if times else None,
+        "kl_by_step": [round(m["kl_loss"], 4) for m in metrics],
     }
 
 

@@ -161,7 +161,7 @@ def load_for_generate(
         raise ConfigError("give --model (a sparse checkpoint or a training run directory) or --adapter")
     path = Path(model_spec)
     if (path / "checkpoint.pt").is_file():
-        from codesign.train.trainer import load_run_model
+        from codesign.train.rundir import load_run_model
 
         model, tok, name = load_run_model(path)
         return model, tok, name

@@ -19,6 +19,7 @@ from torch import nn
 from codesign.errors import ModelError, OutputExistsError
 
 HEADER_KEY = "codesign_adapter"
+ADAPTER_TRAINABLE = ("predictor", "predictor+norms")  # stages whose result ships as an adapter
 
 
 def save_adapter(
@@ -131,3 +132,55 @@ def base_fingerprint(base: str) -> str | None:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return f"{path.name}:sha256:{h.hexdigest()[:16]}"
+
+
+def export_adapter(run_dir: str | os.PathLike, path: str | os.PathLike, *, force: bool = False) -> Path:
+    """Adapter (predictors only) from a training run's checkpoint, e.g. a run stopped before its last step."""
+    from codesign.train.checkpoint import load_checkpoint
+    from codesign.train.rundir import load_run_model
+
+    state = load_checkpoint(Path(run_dir) / "checkpoint.pt")
+    if not state["sparse"]:
+        raise ModelError(f"{run_dir}: the checkpoint is dense (no sparse stage has run): nothing to export")
+    recipe = state["recipe"]
+    if any(
+        s["steps"] > 0 and s["trainable"] not in ("predictor", "predictor+norms") for s in recipe["stages"]
+    ):
+        raise ModelError(
+            f"{run_dir}: the run trained more than predictors / norms; ship the checkpoint instead"
+        )
+    model, _, name = load_run_model(run_dir)
+    trainable = {s["trainable"] for s in recipe["stages"] if s["steps"] > 0}
+    names = [
+        n
+        for n, _ in model.named_parameters()
+        if ".predictor." in n or ("predictor+norms" in trainable and "norm" in n)
+    ]
+    provenance = {
+        "recipe": recipe["name"],
+        "recipe_path": recipe["path"],
+        "checkpoint_step": state["step"],
+        "tokens_seen": state["tokens_seen"],
+        "total_steps": sum(s["steps"] for s in recipe["stages"]),
+        "model": name,
+    }
+    return save_adapter(
+        model, path, names=names, base=recipe["model"]["source"], provenance=provenance, force=force
+    )
+
+
+def save_run_adapter(model: nn.Module, recipe, path: str | os.PathLike, provenance: dict) -> Path | None:
+    """The adapter of a finished run (predictors + whatever its stages trained), or None when a stage that
+    ran trained more than predictors / norms: then the full weights changed and the checkpoint is the result."""
+    from codesign.sparse.upcycle import sparse_modules
+    from codesign.train.optim import is_trainable
+
+    ran = [s for s in recipe.stages if s.steps > 0]
+    if not sparse_modules(model) or any(s.trainable not in ADAPTER_TRAINABLE for s in ran):
+        return None
+    names = sorted(
+        n
+        for n, _ in model.named_parameters()
+        if ".predictor." in n or any(is_trainable(n, s.trainable) for s in ran)
+    )
+    return save_adapter(model, path, names=names, base=recipe.model.source, provenance=provenance, force=True)

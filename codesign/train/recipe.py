@@ -214,3 +214,19 @@ def recipe_from_dict(data: dict, where: str = "recipe") -> Recipe:
             f" (got {value!r})" if err["type"] != "extra_forbidden" and not isinstance(value, dict) else ""
         )
         raise ConfigError(f"{where}: {key or '<root>'}: {msg}{shown}") from exc
+
+
+def sparsity_config(recipe: Recipe):
+    """The SparsityConfig every sparse stage uses (aux loss on if any stage weighs it)."""
+    from codesign.sparse.config import SparsityConfig
+
+    sp = recipe.sparsity
+    return SparsityConfig(
+        bank_size=sp.bank_size,
+        k=sp.k,
+        rank=sp.rank,
+        estimator=sp.estimator,
+        # "fit" overwrites whatever upcycle puts in the predictors: skip upcycle's SVD (30 s on SmolLM2).
+        init="random" if sp.init == "fit" else sp.init,
+        aux_loss=any(s.sparse and s.aux_weight > 0 for s in recipe.stages),
+    )

@@ -33,35 +33,21 @@ from codesign.train.checkpoint import (
 from codesign.train.data import load_corpus, packed_batches, windows_for_eval
 from codesign.train.models import build_model, max_context, model_name
 from codesign.train.optim import (
-    is_trainable,
     kl_loss,
     lm_loss,
     make_optimizer,
     make_scheduler,
     select_trainable,
 )
-from codesign.train.recipe import Recipe, Stage
-
-METRICS_NAME = "metrics.jsonl"
-ADAPTER_NAME = "adapter.safetensors"
-ADAPTER_TRAINABLE = ("predictor", "predictor+norms")  # stages whose result ships as an adapter
-SUMMARY_NAME = "summary.json"
-
-
-def sparsity_config(recipe: Recipe):
-    """The SparsityConfig every sparse stage uses (aux loss on if any stage weighs it)."""
-    from codesign.sparse.config import SparsityConfig
-
-    sp = recipe.sparsity
-    return SparsityConfig(
-        bank_size=sp.bank_size,
-        k=sp.k,
-        rank=sp.rank,
-        estimator=sp.estimator,
-        # "fit" overwrites whatever upcycle puts in the predictors: skip upcycle's SVD (30 s on SmolLM2).
-        init="random" if sp.init == "fit" else sp.init,
-        aux_loss=any(s.sparse and s.aux_weight > 0 for s in recipe.stages),
-    )
+from codesign.train.recipe import Recipe, Stage, sparsity_config
+from codesign.train.rundir import (
+    ADAPTER_NAME,
+    METRICS_NAME,
+    SUMMARY_NAME,
+    atomic_json,
+    first_difference,
+    truncate_metrics,
+)
 
 
 class Trainer:
@@ -110,7 +96,7 @@ class Trainer:
         state = self._prepare_out()
         r = self.recipe
         if state is not None and state["recipe"] != r.to_dict():
-            diff = _first_difference(state["recipe"], r.to_dict())
+            diff = first_difference(state["recipe"], r.to_dict())
             raise ConfigError(f"cannot resume {self.out}: the recipe changed since the checkpoint ({diff})")
         self.model, self.tokenizer = build_model(r.model, r.seed)
         r.check_model_limits(max_context(self.model))
@@ -128,7 +114,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.step, self.tokens_seen = state["step"], state["tokens_seen"]
         if self.dist.is_main:
-            _truncate_metrics(self.out / METRICS_NAME, self.step)
+            truncate_metrics(self.out / METRICS_NAME, self.step)
         return state
 
     def _fit_predictors(self) -> None:
@@ -226,7 +212,7 @@ class Trainer:
         summary = self._summary(evals, time.perf_counter() - t0)
         if self.dist.is_main:
             summary["adapter"] = self._write_adapter(summary)
-            _atomic_json(self.out / SUMMARY_NAME, summary)
+            atomic_json(self.out / SUMMARY_NAME, summary)
         D.barrier(self.dist)
         return summary
 
@@ -367,30 +353,11 @@ class Trainer:
             self.on_step(row)
 
     def _write_adapter(self, summary: dict) -> str | None:
-        """adapter.safetensors over the unchanged base, when training touched only predictors (and norms)."""
-        from codesign.sparse.upcycle import sparse_modules
-        from codesign.train.adapter import save_adapter
+        from codesign.train.adapter import save_run_adapter
 
-        ran = [s for s in self.recipe.stages if s.steps > 0]
-        if not sparse_modules(self.model) or any(s.trainable not in ADAPTER_TRAINABLE for s in ran):
-            return None  # the full weights changed: the checkpoint is the result
-        names = sorted(
-            {
-                n
-                for n, _ in self.model.named_parameters()
-                if any(is_trainable(n, s.trainable) for s in ran) or ".predictor." in n
-            }
-        )
         provenance = {k: summary[k] for k in ("recipe", "recipe_path", "steps", "tokens_seen", "evals")}
-        path = save_adapter(
-            self.model,
-            self.out / ADAPTER_NAME,
-            names=names,
-            base=self.recipe.model.source,
-            provenance=provenance,
-            force=True,
-        )
-        return str(path)
+        path = save_run_adapter(self.model, self.recipe, self.out / ADAPTER_NAME, provenance)
+        return None if path is None else str(path)
 
     def state_dict(self) -> dict:
         from codesign.sparse.upcycle import sparse_modules
@@ -427,51 +394,5 @@ class Trainer:
         }
 
 
-def load_run_model(run_dir: str | os.PathLike) -> tuple[nn.Module, object, str]:
-    """(model in eval mode, tokenizer, name) as a training run's checkpoint left it."""
-    from codesign.sparse.upcycle import upcycle
-    from codesign.train.recipe import recipe_from_dict
-
-    state = load_checkpoint(Path(run_dir) / CHECKPOINT_NAME)
-    data = {k: v for k, v in state["recipe"].items() if k != "path"}
-    recipe = recipe_from_dict(data, where=state["recipe"].get("path") or str(run_dir))
-    model, tokenizer = build_model(recipe.model, recipe.seed)
-    if state["sparse"]:
-        with torch.random.fork_rng():
-            upcycle(model, sparsity_config(recipe).replace(init="random"))
-    model.load_state_dict(state["model"])
-    return model.eval(), tokenizer, f"{model_name(recipe.model)}@{recipe.name}:step{state['step']}"
-
-
 def _only_predictor(stage: Stage) -> bool:
     return stage.sparse and stage.trainable == "predictor"
-
-
-def _first_difference(a, b, prefix: str = "") -> str:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            if a.get(k) != b.get(k):
-                return _first_difference(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            if x != y:
-                return _first_difference(x, y, f"{prefix}[{i}]")
-    return f"{prefix}: {a!r} -> {b!r}"
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric rows a killed run logged after its last checkpoint; the resumed run re-logs them."""
-    if not path.is_file():
-        return
-    rows = [
-        line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step
-    ]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(r + "\n" for r in rows))
-    os.replace(tmp, path)
-
-
-def _atomic_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)

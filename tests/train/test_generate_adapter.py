@@ -49,7 +49,7 @@ def test_greedy_decode_matches_full_recompute_and_records_decode_steps(tmp_path)
 
 
 def test_predictor_only_run_ships_an_adapter_that_reproduces_the_model(tiny_recipe_dict, tmp_path):
-    from codesign.train.adapter import apply_adapter, read_adapter
+    from codesign.train.adapter import apply_adapter, export_adapter, read_adapter
 
     stage = dict(tiny_recipe_dict["stages"][1], trainable="predictor", steps=3, grad_accum=1, warmup_steps=0)
     data = dict(
@@ -70,6 +70,11 @@ def test_predictor_only_run_ships_an_adapter_that_reproduces_the_model(tiny_reci
             torch.testing.assert_close(value, trained[name].to(torch.float16).float(), rtol=0, atol=0)
         else:
             assert torch.equal(value, trained[name]), name
+    # Exporting from the run's checkpoint gives the same tensors (the path for a run stopped early).
+    exported = export_adapter(tmp_path / "run", tmp_path / "exported.safetensors")
+    header2, tensors2 = read_adapter(exported)
+    assert header2["provenance"]["checkpoint_step"] == 3 and tensors2.keys() == tensors.keys()
+    assert all(torch.equal(tensors[n], tensors2[n]) for n in tensors)
     (tmp_path / "junk.safetensors").write_bytes(b"not an adapter")
     with pytest.raises(ModelError, match="unreadable"):
         apply_adapter(build_tiny(r.model.tiny, r.seed), tmp_path / "junk.safetensors")
