@@ -37,9 +37,10 @@ from codesign.sim.residency import low_bit_index, popcount64
 
 # The DRAM kernels the timing kernel can call, by model name. numba cannot cache a kernel that receives
 # another njit function as an argument, so the engine dispatches on an index over the registered kernels.
-DRAM_KERNELS = ("bank_timing", "ideal")
+DRAM_KERNELS = ("bank_timing", "ideal", "bank_stream")
 _dram_bank_timing = REGISTRY["bank_timing"][0]
 _dram_ideal = REGISTRY["ideal"][0]
+_dram_bank_stream = REGISTRY["bank_stream"][0]
 
 
 def dram_kernel_id(model_name: str) -> int:
@@ -54,6 +55,8 @@ def dram_kernel_id(model_name: str) -> int:
 def _service(kernel_id, starts, lengths, n, params, state):
     if kernel_id == 0:
         return _dram_bank_timing(starts, lengths, n, params, state)
+    if kernel_id == 2:
+        return _dram_bank_stream(starts, lengths, n, params, state)
     return _dram_ideal(starts, lengths, n, params, state)
 
 

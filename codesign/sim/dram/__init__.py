@@ -12,6 +12,7 @@ signature and contract, see base.py). Implementations are chosen by exact name (
 from __future__ import annotations
 
 from codesign.sim.dram import params
+from codesign.sim.dram.bank_stream import service_requests_stream, service_requests_stream_py
 from codesign.sim.dram.bank_timing import service_requests, service_requests_py
 from codesign.sim.dram.base import DramModel, DramResult
 from codesign.sim.dram.ideal import service_requests_ideal, service_requests_ideal_py
@@ -21,6 +22,7 @@ from codesign.sim.dram.presets import PRESETS, DramDevice
 REGISTRY = {
     "bank_timing": (service_requests, service_requests_py),
     "ideal": (service_requests_ideal, service_requests_ideal_py),
+    "bank_stream": (service_requests_stream, service_requests_stream_py),
 }
 DRAM_MODELS = tuple(REGISTRY)
 
