@@ -64,3 +64,15 @@ def write_recipe(tmp_path):
 def child_env() -> dict:
     """Environment for subprocesses: one intra-op thread each (the CI box has 2 cores)."""
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models run many small ops: on a shared 2-core VM, OpenMP wake-ups cost more than the ops
+    (subprocesses get OMP_NUM_THREADS=1 from child_env for the same reason)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
