@@ -5,8 +5,10 @@ Shape: Qwen2.5-7B FFNs (hidden 3584, I 18944 = 296 banks of 64, 28 layers) on hw
 chunk (a 32K-token store would be ≈ 2 GB on disk): each bank word is drawn from a pool of 65,536 random
 16-of-64 subsets — exact k per bank, cheap to generate; generation time is measured separately and
 subtracted (timed inside the generator); short numba runs are best of 5. Each measurement runs in its own process (peak RSS per measurement; numba compile excluded by a
-2-token warm-up that also loads the on-disk cache). Both DRAM models are measured: `bank_timing` (the
-configured model) and `ideal` (bytes ÷ bandwidth), which isolates the engine's own cost.
+2-token warm-up that also loads the on-disk cache). Three DRAM models are measured: `bank_timing` (the
+configured model, O(row visits) per layer-step), `bank_stream` (its O(requests + channels) approximation; its
+cycles are compared with bank_timing's on the same tokens) and `ideal` (bytes ÷ bandwidth), which isolates
+the engine's own cost.
 
     .venv/bin/python bench/sim_throughput.py                 # default sizes, a few minutes on 2 cores
     .venv/bin/python bench/sim_throughput.py --full-ideal    # also the full 32K tokens with the ideal DRAM
@@ -123,6 +125,7 @@ def main() -> None:
         "--measure", nargs=5, metavar=("IMPL", "DRAM", "TOKENS", "CHUNK", "REPEATS"), help=argparse.SUPPRESS
     )
     ap.add_argument("--timing-tokens", type=int, default=64, help="tokens for numba + bank_timing DRAM")
+    ap.add_argument("--stream-tokens", type=int, default=1024, help="tokens for numba + bank_stream DRAM")
     ap.add_argument("--ideal-tokens", type=int, default=1024, help="tokens for numba + ideal DRAM")
     ap.add_argument(
         "--ref-tokens", type=int, default=16, help="tokens for the side-by-side numpy/numba ratio"
@@ -142,6 +145,12 @@ def main() -> None:
         runs[f"numba_{dram}_{args.ref_tokens}"] = in_subprocess("numba", dram, args.ref_tokens, args.chunk, 5)
     runs[f"numba_bank_timing_{args.timing_tokens}"] = in_subprocess(
         "numba", "bank_timing", args.timing_tokens, args.chunk
+    )
+    runs[f"numba_bank_stream_{args.timing_tokens}"] = in_subprocess(
+        "numba", "bank_stream", args.timing_tokens, args.chunk
+    )  # same tokens as bank_timing: the deviation in simulated cycles
+    runs[f"numba_bank_stream_{args.stream_tokens}"] = in_subprocess(
+        "numba", "bank_stream", args.stream_tokens, args.chunk
     )
     half = max(args.ideal_tokens // 2, 1)
     runs[f"numba_ideal_{half}"] = in_subprocess(
@@ -168,6 +177,15 @@ def main() -> None:
             "measured_on_tokens": args.ref_tokens,
         },  # fmt: skip
         "full_size_numba_bank_timing": {**extrapolate(timing), "label": "extrapolated"},
+        "full_size_numba_bank_stream": {
+            **extrapolate(runs[f"numba_bank_stream_{args.stream_tokens}"]),
+            "label": "extrapolated",
+        },  # fmt: skip
+        "bank_stream_vs_bank_timing": {
+            "tokens": args.timing_tokens,
+            "speedup": timing["seconds"] / runs[f"numba_bank_stream_{args.timing_tokens}"]["seconds"],
+            "cycles_ratio": runs[f"numba_bank_stream_{args.timing_tokens}"]["cycles"] / timing["cycles"],
+        },  # fmt: skip
         "full_size_numba_ideal": (
             {"tokens": FULL_TOKENS, "seconds": ideal["seconds"], "label": "measured"}
             if args.full_ideal
