@@ -47,16 +47,35 @@ from codesign.sim.dram.params import (
 
 
 @njit(cache=True, inline="always")
+def _log2_or_minus1(d):
+    """log2(d) for a power of two d > 0, else −1: lets the kernel shift instead of divide (int64 division
+    dominated its cost)."""
+    if d <= 0 or (d & (d - 1)) != 0:
+        return np.int64(-1)
+    sh = np.int64(0)
+    while (np.int64(1) << sh) < d:
+        sh += 1
+    return sh
+
+
+@njit(cache=True, inline="always")
+def _div(x, d, sh):
+    """x // d for x ≥ 0 (a shift when d is a power of two)."""
+    return x >> sh if sh >= 0 else x // d
+
+
+@njit(cache=True, inline="always")
 def _add_cyclic(diff, C, first, count, value):
-    """diff (C + 1) += value on the cyclic channel run [first, first + count), count < C."""
+    """diff (C + 1) += value on the cyclic channel run [first, first + count), 0 ≤ count < C.
+
+    Branch-free (the wrap is data-dependent, a branch mispredicts half the time): a wrapping run is
+    [first, C) plus [0, end − C); diff[C] is a sentinel no prefix sum reads.
+    """
     end = first + count
+    wrap = np.int64(end > C)
     diff[first] += value
-    if end <= C:
-        diff[end] -= value
-    else:
-        diff[C] -= value
-        diff[0] += value
-        diff[end - C] -= value
+    diff[end - wrap * C] -= value
+    diff[0] += wrap * value
 
 
 @njit(cache=True)
@@ -75,38 +94,41 @@ def service_requests_stream(starts_bytes, lengths_bytes, n, params, state):
     act_diff = np.zeros(C + 1, np.int64)
     burst_all = np.int64(0)  # added to every channel
     act_all = np.int64(0)
+    sh_bb, sh_gb, sh_c, sh_hc = (
+        _log2_or_minus1(BB),
+        _log2_or_minus1(Gb),
+        _log2_or_minus1(C),
+        _log2_or_minus1(Hc),
+    )
     for i in range(min(n, len(starts_bytes), len(lengths_bytes))):  # never read past the buffers
         length = np.int64(lengths_bytes[i])
         if length <= 0:
             continue
         s = np.int64(starts_bytes[i])
-        sb = s // BB
-        eb = (s + length + BB - 1) // BB
-        g0 = sb // Gb
-        g1 = (eb - 1) // Gb
+        sb = _div(s, BB, sh_bb)
+        eb = _div(s + length + BB - 1, BB, sh_bb)
+        g0 = _div(sb, Gb, sh_gb)
+        g1 = _div(eb - 1, Gb, sh_gb)
         nch = g1 - g0 + 1
-        c0 = g0 % C
-        burst_all += (nch // C) * Gb
-        if nch % C:
-            _add_cyclic(burst_diff, C, c0, nch % C, Gb)
+        q0 = _div(g0, C, sh_c)
+        c0 = g0 - q0 * C
+        full = _div(nch, C, sh_c)
+        burst_all += full * Gb
+        _add_cyclic(burst_diff, C, c0, nch - full * C, Gb)  # a run of 0 adds nothing
         burst_point[c0] -= sb - g0 * Gb
-        burst_point[g1 % C] -= (g1 + 1) * Gb - eb
-        # rows: chunk g lies in row group g // Hc; a group's chunks cover each channel once every C chunks
-        h0 = g0 // Hc
-        h1 = g1 // Hc
-        if h0 == h1:
-            first_len, last_len = nch, np.int64(0)
-        else:
-            first_len, last_len = (h0 + 1) * Hc - g0, g1 - h1 * Hc + 1
-            act_all += h1 - h0 - 1
-        if first_len >= C:
-            act_all += 1
-        else:
-            _add_cyclic(act_diff, C, c0, first_len, 1)
-        if last_len >= C:
-            act_all += 1
-        elif last_len > 0:
-            _add_cyclic(act_diff, C, 0, last_len, 1)  # a row group starts at channel 0
+        burst_point[g1 - _div(g1, C, sh_c) * C] -= (g1 + 1) * Gb - eb
+        # rows: chunk g lies in row group g // Hc; a group's chunks cover each channel once every C chunks.
+        # Branch-free (min / max / 0-1 factors): which case a request falls in is data-dependent.
+        h0 = _div(g0, Hc, sh_hc)
+        h1 = _div(g1, Hc, sh_hc)
+        first_len = min(nch, (h0 + 1) * Hc - g0)  # chunks in the first row group
+        last_len = (g1 - h1 * Hc + 1) * np.int64(h1 > h0)  # chunks in the last, if not the first
+        act_all += max(h1 - h0 - 1, np.int64(0))  # whole row groups between them: one row per channel
+        first_all = np.int64(first_len >= C)
+        last_all = np.int64(last_len >= C)
+        act_all += first_all + last_all
+        _add_cyclic(act_diff, C, c0, first_len * (1 - first_all), 1)
+        _add_cyclic(act_diff, C, np.int64(0), last_len * (1 - last_all), 1)  # a row group starts at channel 0
     burst = np.int64(params[P_BURST_PS])
     bus = np.int64(params[P_BUS_PS])
     act_gap = max(np.int64(params[P_RRD_PS]), (np.int64(params[P_FAW_PS]) + 3) // 4)
