@@ -185,7 +185,10 @@ def time_layer_steps(need, miss, tok_ch, step_tokens, ip, frequency_ghz, dram_ke
                 lengths[0] = ip[IP_PRED_BYTES]
                 n_req = 1
             run_end = -2  # channel after the last one of the open request
+            layer_base = l * ip[IP_LAYER_BYTES]
+            s = -1  # SRAM bank of model bank j (j mod ns, without a division)
             for j in range(nb):
+                s = s + 1 if s + 1 < ns else 0
                 u = 0
                 mch = 0
                 for w in range(W):
@@ -196,15 +199,15 @@ def time_layer_steps(need, miss, tok_ch, step_tokens, ip, frequency_ghz, dram_ke
                         c = c0 + low_bit_index(x)
                         x = x & (x - np.uint64(1))
                         mch += 1
-                        if c == run_end:
-                            lengths[n_req - 1] += bundle
-                        else:
-                            starts[n_req] = l * ip[IP_LAYER_BYTES] + c * bundle
-                            lengths[n_req] = bundle
-                            n_req += 1
+                        # branch-free (whether a channel extends the run is data-dependent): adj = 1
+                        # extends request n_req − 1, adj = 0 opens request n_req
+                        adj = np.int64(c == run_end)
+                        r = n_req - adj
+                        starts[r] = starts[r] * adj + (layer_base + c * bundle) * (1 - adj)
+                        lengths[r] = lengths[r] * adj + bundle
+                        n_req = r + 1
                         run_end = c + 1
                 reads = u if ip[IP_UNION] != 0 else tok_ch[t, l, j]
-                s = j % ns
                 bank_cycles[s] += (reads + mch) * lines * ip[IP_INTERVAL]  # a port takes a line per interval
                 acc_sram[s, 0] += reads * lines
                 acc_sram[s, 1] += mch * lines
