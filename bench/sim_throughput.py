@@ -12,6 +12,7 @@ the engine's own cost.
 
     .venv/bin/python bench/sim_throughput.py                 # default sizes, a few minutes on 2 cores
     .venv/bin/python bench/sim_throughput.py --full-ideal    # also the full 32K tokens with the ideal DRAM
+    .venv/bin/python bench/sim_throughput.py --full-stream   # ... and with bank_stream (≈ 2 min each, loaded)
 
 Writes bench/results/sim_throughput.json. Numbers at sizes below 32K tokens are extrapolated linearly
 (cost per bank-step is flat: every step is an independent draw of the same statistics) and labelled so.
@@ -104,6 +105,58 @@ def measure(impl: str, dram_model: str, tokens: int, chunk: int, repeats: int = 
     }
 
 
+def profile_stages(tokens: int, repeats: int = 3) -> dict:
+    """Microseconds per layer-step of each engine stage on one block of `tokens` (best of `repeats`):
+    grouping tokens into steps, LRU residency, and the timing kernel (request building + DRAM model +
+    stage DAG) with each DRAM model — where the time goes."""
+    from codesign.sim.config import load_hwconfig
+    from codesign.sim.dram import DRAM_MODELS, build_dram
+    from codesign.sim.engine import group_steps_numba, step_starts
+    from codesign.sim.pipeline import COL, build_pipeline, compile_pipeline, dram_kernel_id, time_layer_steps
+    from codesign.sim.residency import Residency
+    from codesign.sim.simulation import params_from_config
+
+    cfg = load_hwconfig(Path(__file__).resolve().parents[1] / "hwconfigs/bank64.yaml", [])
+    p = params_from_config(cfg, HIDDEN, INTER, LAYERS, 128)
+    block = next(blocks_factory(tokens, tokens)())
+    L, nb, W, ns = p.layers, p.num_model_banks, p.words_per_bank, p.num_sram_banks
+    starts = step_starts(block.is_decode, block.seq_id, 1, 256)
+    layer_steps = len(starts) * L
+
+    def best_us(fn):
+        fn()  # compile / load the cache
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        return best / layer_steps * 1e6
+
+    out = {"tokens": tokens, "layer_steps": layer_steps, "unit": "us per layer-step"}
+    out["group_steps"] = best_us(lambda: group_steps_numba(block.words, starts))
+    need, tok_ch, step_tokens = group_steps_numba(block.words, starts)
+    miss = np.empty_like(need)
+
+    state = Residency(
+        p.residency, ns, p.capacity_bundles, p.bank_size, L * nb * W * 64
+    )  # built once, as in runs
+    out["residency_lru"] = best_us(lambda: state.update(need, miss))
+    pipe = compile_pipeline(build_pipeline(p.double_buffer, p.sparse))
+    for model in DRAM_MODELS:
+        dram = build_dram(load_hwconfig(Path(__file__).resolve().parents[1] / "hwconfigs/bank64.yaml",
+                                        [f"dram.model={model}"]).dram)  # fmt: skip
+
+        def timing(dram=dram):
+            buf = np.zeros(p.intermediate // 2 + 2, dtype=np.int64)
+            time_layer_steps(need, miss, tok_ch, step_tokens, p.kernel_params(), p.frequency_hz / 1e9,
+                             dram_kernel_id(dram.name), dram.params, dram.new_state(), pipe.kinds, pipe.preds,
+                             buf, buf.copy(), np.zeros((L, len(COL)), np.int64), np.zeros(L),
+                             np.zeros((ns, 3), np.int64), np.zeros((L, nb, 2), np.int64))  # fmt: skip
+
+        out[f"timing_{model}"] = best_us(timing)
+    return out
+
+
 def in_subprocess(impl: str, dram_model: str, tokens: int, chunk: int, repeats: int = 1) -> dict:
     cmd = [sys.executable, __file__, "--measure", impl, dram_model, str(tokens), str(chunk), str(repeats)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -131,14 +184,24 @@ def main() -> None:
         "--ref-tokens", type=int, default=16, help="tokens for the side-by-side numpy/numba ratio"
     )
     ap.add_argument("--chunk", type=int, default=256)
+    ap.add_argument("--profile-tokens", type=int, default=32, help="tokens for the per-stage profile")
+    ap.add_argument("--profile-only", action="store_true", help="print the per-stage profile and exit")
     ap.add_argument("--full-ideal", action="store_true", help="also run numba + ideal DRAM on all 32K tokens")
+    ap.add_argument(
+        "--full-stream", action="store_true", help="also run numba + bank_stream DRAM on all 32K tokens"
+    )
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    if args.profile_only:
+        print(json.dumps(profile_stages(args.profile_tokens), indent=2))
+        return
     if args.measure:
         impl, dram, tokens, chunk, repeats = args.measure
         print(json.dumps(measure(impl, dram, int(tokens), int(chunk), int(repeats))))
         return
 
+    cmd = [sys.executable, __file__, "--profile-only", "--profile-tokens", str(args.profile_tokens)]
+    profile = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     runs = {}
     for dram in ("bank_timing", "ideal"):  # same tokens, same process layout: the numpy/numba ratio
         runs[f"numpy_{dram}_{args.ref_tokens}"] = in_subprocess("numpy", dram, args.ref_tokens, args.chunk)
@@ -152,6 +215,10 @@ def main() -> None:
     runs[f"numba_bank_stream_{args.stream_tokens}"] = in_subprocess(
         "numba", "bank_stream", args.stream_tokens, args.chunk
     )
+    if args.full_stream:
+        runs[f"numba_bank_stream_{FULL_TOKENS}"] = in_subprocess(
+            "numba", "bank_stream", FULL_TOKENS, args.chunk
+        )
     half = max(args.ideal_tokens // 2, 1)
     runs[f"numba_ideal_{half}"] = in_subprocess(
         "numba", "ideal", half, args.chunk
@@ -177,10 +244,15 @@ def main() -> None:
             "measured_on_tokens": args.ref_tokens,
         },  # fmt: skip
         "full_size_numba_bank_timing": {**extrapolate(timing), "label": "extrapolated"},
-        "full_size_numba_bank_stream": {
-            **extrapolate(runs[f"numba_bank_stream_{args.stream_tokens}"]),
-            "label": "extrapolated",
-        },  # fmt: skip
+        "full_size_numba_bank_stream": (
+            {
+                "tokens": FULL_TOKENS,
+                "seconds": runs[f"numba_bank_stream_{FULL_TOKENS}"]["seconds"],
+                "label": "measured",
+            }
+            if args.full_stream
+            else {**extrapolate(runs[f"numba_bank_stream_{args.stream_tokens}"]), "label": "extrapolated"}
+        ),  # fmt: skip
         "bank_stream_vs_bank_timing": {
             "tokens": args.timing_tokens,
             "speedup": timing["seconds"] / runs[f"numba_bank_stream_{args.timing_tokens}"]["seconds"],
@@ -209,6 +281,7 @@ def main() -> None:
                  "chunk by chunk (not read from a store); generation time subtracted",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
         "summary": summary,
+        "profile_stages": profile,
         "runs": runs,
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
