@@ -60,29 +60,40 @@ def test_stream_matches_bank_timing_on_a_long_stream_and_on_random_rows():
     assert abs(b.time_ns / a.time_ns - 1) < 0.02
 
 
-def _layer_step_requests(rng, layer, inter=18944, hidden=3584, bank=64, k=16):
-    """A Qwen2.5-7B layer-step as the engine issues it: predictor weights, then runs of missed bundles."""
+def _layer_step_requests(rng, layer, inter, hidden, layers, rank=128, bank=64, k=16):
+    """One layer-step as the engine issues it: the predictor's weights, then runs of missed bundles."""
     bundle = 3 * hidden * 2
+    pred = (hidden * rank + rank * inter) * 2
     picks = np.argsort(rng.random((inter // bank, bank)), axis=1)[:, :k] + np.arange(0, inter, bank)[:, None]
     ch = np.sort(picks.reshape(-1))
     runs = np.split(ch, np.flatnonzero(np.diff(ch) != 1) + 1)
-    starts = [28 * inter * bundle + layer * 991232] + [(layer * inter + r[0]) * bundle for r in runs]
-    lengths = [991232] + [len(r) * bundle for r in runs]
+    starts = [layers * inter * bundle + layer * pred] + [(layer * inter + r[0]) * bundle for r in runs]
+    lengths = [pred] + [len(r) * bundle for r in runs]
     return np.array(starts, dtype=np.int64), np.array(lengths, dtype=np.int64)
 
 
+# (shape, time deviation bound, ACT over-count bound), measured 2026-11-28: Qwen −0.1 … −0.2 % time,
+# +1.2 … +1.5 % ACTs; SmolLM2 (bundles of 13.5 chunks: many requests share rows) −1.5 … 0 % time, +34 … +39 % ACTs
+SHAPES = {
+    "qwen2.5-7b": (dict(inter=18944, hidden=3584, layers=28), 0.005, 1.05),
+    "smollm2-135m": (dict(inter=1536, hidden=576, layers=30), 0.02, 1.5),
+}
+
+
 @pytest.mark.analytic
-def test_stream_deviation_from_bank_timing_on_qwen_layer_steps():
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_stream_deviation_from_bank_timing_on_layer_steps(shape):
+    dims, time_bound, act_bound = SHAPES[shape]
     timing, stream = dram_for(), dram_for(STREAM)
     st_t, st_s = timing.new_state(), stream.new_state()
     rng = np.random.default_rng(11)
     ratios, miss_ratios = [], []
     for layer in range(4):
-        starts, lengths = _layer_step_requests(rng, layer)
+        starts, lengths = _layer_step_requests(rng, layer, **dims)
         a, b = timing.service(starts, lengths, st_t), stream.service(starts, lengths, st_s)
         assert a.bytes_moved == b.bytes_moved
         ratios.append(b.time_ns / a.time_ns)
         miss_ratios.append(b.row_misses / a.row_misses)
-    print(f"\nQwen layer-steps: stream/timing time {np.round(ratios, 5)}, ACTs {np.round(miss_ratios, 4)}")
-    assert max(abs(r - 1) for r in ratios) < 0.005
-    assert all(1 <= m < 1.05 for m in miss_ratios)  # ACTs only over-counted (no shared open rows)
+    print(f"\n{shape} layer-steps: stream/timing time {np.round(ratios, 5)}, ACTs {np.round(miss_ratios, 4)}")
+    assert max(abs(r - 1) for r in ratios) < time_bound
+    assert all(1 <= m < act_bound for m in miss_ratios)  # ACTs only over-counted (no shared open rows)
