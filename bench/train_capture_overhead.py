@@ -115,24 +115,32 @@ def main() -> None:
             # Blocks are a whole number of sampling periods, so the recorded fraction is exactly 1/every.
             block = -(-args.block // every) * every
             off, on = [], []
-            for _ in range(args.pairs):
-                trainer.capture = None
-                t0 = time.perf_counter()
-                for _ in range(block):
-                    trainer._train_step(stage, batch())
-                off.append(time.perf_counter() - t0)
-                trainer.capture = cap
-                cap.attach(trainer.model)
+
+            def timed_block(capture_on: bool, cap=cap, block=block) -> float:
+                trainer.capture = cap if capture_on else None
+                if capture_on:
+                    cap.attach(trainer.model)
                 t0 = time.perf_counter()
                 for i in range(block):
                     trainer.step = i  # the Trainer arms the capture when step % trace_every == 0
                     trainer._train_step(stage, batch())
-                cap.drain()
-                on.append(time.perf_counter() - t0)
-                cap.detach()
+                if capture_on:
+                    cap.drain()
+                    cap.detach()
+                return time.perf_counter() - t0
+
+            for pair in range(args.pairs):
+                # ABBA order: off-on, then on-off, so a load trend on the shared box cancels within two pairs.
+                if pair % 2 == 0:
+                    off.append(timed_block(False))
+                    on.append(timed_block(True))
+                else:
+                    on.append(timed_block(True))
+                    off.append(timed_block(False))
             recorded_tokens = cap.num_tokens
             cap.close()
             ratio = statistics.median(on) / statistics.median(off)
+            pair_ratios = [a / b for a, b in zip(on, off, strict=True)]
             results[f"trace_every_{every}"] = {
                 "trace_every": every,
                 "off_block_s": off,
@@ -143,6 +151,8 @@ def main() -> None:
                 "median_on_step_s": statistics.median(on) / block,
                 "ratio_on_over_off": ratio,
                 "overhead_pct": 100 * (ratio - 1),
+                "pair_ratios": pair_ratios,
+                "median_pair_overhead_pct": 100 * (statistics.median(pair_ratios) - 1),
                 "recorded_tokens": recorded_tokens,
             }
     result = {

@@ -156,7 +156,8 @@ def load_for_generate(
         if model_spec not in (None, header["base"]):
             raise ModelError(f"adapter {adapter} applies to base {header['base']!r}, not {model_spec!r}")
         model, tok = load_adapted(adapter)
-        return model, tok, f"{header['base']}+{Path(adapter).name}"
+        # The model is the base architecture; which adapter routed it is provenance (meta.extra).
+        return model, tok, header["base"]
     if model_spec is None:
         raise ConfigError("give --model (a sparse checkpoint or a training run directory) or --adapter")
     path = Path(model_spec)
