@@ -13,9 +13,14 @@ def default_trace_path() -> Path:
     A trace recorded from the trained SmolLM2-135M by the project's pipeline when present, else the
     synthetic SmolLM2-shaped one (its metadata says `synthetic`, and so does every report made from it).
     """
-    for name in ("smollm2-trained.zarr", "smollm2-synthetic.zarr"):
-        if (DEFAULT_DIR / name / "commit.json").is_file():
-            return DEFAULT_DIR / name
+    import json
+
     from codesign.errors import TraceError
+
+    for name in ("smollm2-trained.zarr", "smollm2-synthetic.zarr"):
+        commit = DEFAULT_DIR / name / "commit.json"
+        # A store still being recorded (no committed tokens yet) is not a usable default.
+        if commit.is_file() and json.loads(commit.read_text()).get("num_tokens", 0) > 0:
+            return DEFAULT_DIR / name
 
     raise TraceError(f"no embedded default trace under {DEFAULT_DIR} (broken install?); pass --trace PATH")
