@@ -19,14 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 import torch.nn.functional as F
 
+from codesign.kernels.pack import pack_bundles
+
 # Channels gathered per step on the decode path: 64 bundles of 3 × 3584 bf16 rows ≈ 1.4 MB, which stays in a
 # core's L2 between the gather and the multiply (chosen by bench/sparse_cpu_decode.py's chunk sweep).
 DECODE_CHUNK = 64
-
-
-def pack_bundle(gate_w: torch.Tensor, up_w: torch.Tensor, down_w: torch.Tensor) -> torch.Tensor:
-    """(I, d), (I, d), (d, I) -> (I, 3, d): channel c's gate row, up row and down column side by side."""
-    return torch.stack([gate_w, up_w, down_w.t()], dim=1).contiguous()
 
 
 def sparse_swiglu_gather(
@@ -42,11 +39,11 @@ def sparse_swiglu_gather(
     """SwiGLU over kept channels only: x (N, d), idx (N, K) int64 sorted channel ids -> (N, d).
 
     Equals `down_w @ (act(gate_w x) * (up_w x) * mask)` with mask the channels in idx. `bundle` is the
-    optional pre-packed (I, 3, d) layout (pack_bundle); the one-token path uses it to gather contiguous rows.
+    optional pre-packed (I, 3, d) layout (codesign.kernels.pack_bundles); the one-token path uses it to gather contiguous rows.
     """
     if x.shape[0] == 1:
         if bundle is None:
-            bundle = pack_bundle(gate_w, up_w, down_w)
+            bundle = pack_bundles(gate_w, up_w, down_w)
         return _decode_one(x[0], idx[0], bundle, act).unsqueeze(0)
     return _union(x, idx, gate_w, up_w, down_w, act)
 

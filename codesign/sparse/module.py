@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from codesign.errors import ConfigError
+from codesign.kernels.pack import pack_bundles
 from codesign.sparse.config import MODES, SparsityConfig
-from codesign.sparse.gather import pack_bundle, sparse_swiglu_gather
+from codesign.sparse.gather import sparse_swiglu_gather
 from codesign.sparse.predictor import LowRankPredictor
 from codesign.sparse.topk import (
     bank_threshold,
@@ -54,6 +55,9 @@ class SparseSwiGLU(nn.Module):
         self.aux_loss: torch.Tensor | None = None
         self._bundle: torch.Tensor | None = None
         self._bundle_key: tuple | None = None
+        # Inference compute: "auto" = compiled Triton kernels on CUDA, the torch gather path on CPU;
+        # "triton" forces the kernels (on CPU only under TRITON_INTERPRET=1: tests); "torch" forces torch.
+        self.kernel_backend = "auto"
 
     @property
     def bank_size(self) -> int:
@@ -103,10 +107,15 @@ class SparseSwiGLU(nn.Module):
         return bank_topk_indices(h.abs().float(), self.bank_size, self.k)
 
     def _gathered(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inference: pick channels from the predictor, then compute only those (gather.py)."""
+        """Inference: pick channels from the predictor, then compute only those (Triton kernels or gather.py)."""
         logits = self.predictor(flat)
         self.last_logits = logits.detach()
         idx = self.select(logits.float())
+        if self._use_kernels(flat):
+            from codesign.kernels import sparse_swiglu_indices
+
+            out = sparse_swiglu_indices(flat, idx, self._decode_bundle(), self.bank_size, backend="triton")
+            return out, indices_to_mask(idx, self.intermediate)
         out = sparse_swiglu_gather(
             flat,
             idx,
@@ -117,6 +126,27 @@ class SparseSwiGLU(nn.Module):
             act=self.act_fn,
         )
         return out, indices_to_mask(idx, self.intermediate)
+
+    def _use_kernels(self, flat: torch.Tensor) -> bool:
+        """Whether this call runs the Triton kernels (which implement SiLU gating, banks of >= 16, powers of 2)."""
+        if self.kernel_backend not in ("auto", "triton", "torch"):
+            raise ConfigError(f"kernel_backend={self.kernel_backend!r} is not one of auto, triton, torch")
+        wanted = self.kernel_backend == "triton" or (self.kernel_backend == "auto" and flat.is_cuda)
+        if not wanted:
+            return False
+        from codesign.kernels import dispatch
+
+        silu = type(self.act_fn).__name__ in ("SiLU", "SiLUActivation")
+        if not (
+            silu and self.bank_size >= 16 and dispatch.is_pow2(self.bank_size) and self.mode == "bank_topk"
+        ):
+            if self.kernel_backend == "triton":
+                raise ConfigError(
+                    f"layer {self.layer_idx}: the Triton kernels need SiLU gating, bank_topk mode and a power-of-two "
+                    f"bank size >= 16 (have {type(self.act_fn).__name__}, {self.mode}, B={self.bank_size})"
+                )
+            return False
+        return True
 
     def _masked_dense(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training and the dense-scored modes: gate/up are computed densely, then dropped channels zeroed.
@@ -161,6 +191,6 @@ class SparseSwiGLU(nn.Module):
         key = tuple((w.data_ptr(), w._version) for w in weights)
         if self._bundle is None or key != self._bundle_key:
             with torch.no_grad():
-                self._bundle = pack_bundle(*weights)
+                self._bundle = pack_bundles(*weights)
             self._bundle_key = key
         return self._bundle
