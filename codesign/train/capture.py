@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,6 +60,10 @@ class RoutingCapture:
         self._queue: queue.Queue = queue.Queue(maxsize=8)  # bounded: a slow disk backs up, memory does not
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        # Cost accounting (bench/train_capture_overhead.py): seconds spent in arm/disarm on the training
+        # thread, and CPU seconds the writer thread spent stacking, packing and appending.
+        self.critical_s = 0.0
+        self.writer_cpu_s = 0.0
 
     # ------------------------------------------------------------------ wiring
 
@@ -116,6 +121,7 @@ class RoutingCapture:
     ) -> None:
         """Record the next forward of the hooked model. token_ids (B, T); positions default 0..T-1;
         seq_ids (B,) default fresh ids (pass the same ids again to continue sequences while decoding)."""
+        t0 = time.perf_counter()
         self._raise_worker_error()
         if self._writer is None:
             raise TraceError("trace capture is not attached to a sparse model")
@@ -145,6 +151,7 @@ class RoutingCapture:
         }
         self._tokens += b * t
         self._armed = _Armed(tok, pos, seq, is_decode, segment)
+        self.critical_s += time.perf_counter() - t0
 
     def new_seq_ids(self, n: int) -> np.ndarray:
         """Reserve `n` fresh sequence ids (for decoding loops that arm one token at a time)."""
@@ -167,6 +174,7 @@ class RoutingCapture:
 
     def disarm(self) -> None:
         """Hand what the armed forward recorded to the writer thread (returns at once)."""
+        t0 = time.perf_counter()
         armed, self._armed = self._armed, None
         if armed is None:
             return
@@ -175,6 +183,7 @@ class RoutingCapture:
             raise TraceError(f"armed forward did not run sparse layers {missing[:4]} (was the model called?)")
         self._segments.append(armed.segment)
         self._queue.put(armed)
+        self.critical_s += time.perf_counter() - t0
 
     def _work(self) -> None:
         while True:
@@ -183,7 +192,9 @@ class RoutingCapture:
                 if item is _STOP:
                     return
                 if self._error is None:  # after a failure, drop items; the error surfaces on the next call
+                    t0 = time.thread_time()
                     self._write(item)
+                    self.writer_cpu_s += time.thread_time() - t0
             except BaseException as exc:  # surfaced to the training thread on the next arm/close
                 self._error = exc
             finally:
