@@ -68,7 +68,7 @@ def test_resume_is_bit_exact(tiny_recipe_dict, tmp_path):
 
 
 def test_sigkill_then_resume_reaches_the_same_loss(tiny_recipe_dict, tmp_path, write_recipe, child_env):
-    data = dict(tiny_recipe_dict, stages=[dict(tiny_recipe_dict["stages"][0], steps=16)])
+    data = dict(tiny_recipe_dict, stages=[dict(tiny_recipe_dict["stages"][0], steps=60)])
     data["train"] = dict(data["train"], checkpoint_every=3)
     path = write_recipe(data)
     out = tmp_path / "killed"
@@ -81,18 +81,18 @@ def test_sigkill_then_resume_reaches_the_same_loss(tiny_recipe_dict, tmp_path, w
     deadline = time.time() + 300  # generous: the shared CI box can be slow to import torch + transformers
     while not (out / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    time.sleep(0.3)  # let it run past the checkpoint, so the kill loses logged-but-unsaved steps
+    time.sleep(0.02)  # a little past the checkpoint: the kill loses logged-but-unsaved steps
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
     assert not (out / "summary.json").exists(), "the run finished before it could be killed"
     killed_at = load_checkpoint(out)["step"]
-    assert 0 < killed_at < 16
+    assert 0 < killed_at < 60
     r = recipe_from_dict(data, where=str(path))
     Trainer(r, out, resume=True).run()
     Trainer(r, tmp_path / "straight").run()
     resumed = _losses(out)
-    assert [row[0] for row in resumed] == list(range(1, 17))
+    assert [row[0] for row in resumed] == list(range(1, 61))
     assert resumed == _losses(tmp_path / "straight")
 
 
