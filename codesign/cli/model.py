@@ -80,8 +80,13 @@ def eval_group() -> None:
 )
 @click.option("--no-recall", is_flag=True, help="Skip predictor recall vs the oracle (sparse models).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write results here.")
-@click.option("--force", is_flag=True, help="Overwrite the --json file if it exists.")
-def ppl(model_spec, split, max_tokens, context_len, batch_size, mode, no_recall, json_out, force) -> None:
+@click.option(
+    "--trace-out", type=click.Path(), default=None, help="Record every window's routing to a new trace store."
+)
+@click.option("--force", is_flag=True, help="Overwrite the --json file / trace store if they exist.")
+def ppl(
+    model_spec, split, max_tokens, context_len, batch_size, mode, no_recall, json_out, trace_out, force
+) -> None:
     """Perplexity on a held-out split of the KJV corpus (split by book), with recall per layer."""
     from pathlib import Path
 
@@ -90,8 +95,9 @@ def ppl(model_spec, split, max_tokens, context_len, batch_size, mode, no_recall,
     from codesign.errors import OutputExistsError
     from codesign.eval.ppl import evaluate_checkpoint
 
-    if json_out and Path(json_out).exists() and not force:
-        raise OutputExistsError(json_out)
+    for out in (json_out, trace_out):
+        if out and Path(out).exists() and not force:
+            raise OutputExistsError(out)  # before the model loads: fail in a second, not a minute
     with Progress(console=console(stderr=True), transient=True) as bar:
         task = bar.add_task("perplexity", total=None)
         result = evaluate_checkpoint(
@@ -103,6 +109,8 @@ def ppl(model_spec, split, max_tokens, context_len, batch_size, mode, no_recall,
             mode=mode,
             recall=not no_recall,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            trace_out=trace_out,
+            force=force,
         )
     rows = {k: result[k] for k in ("model", "split", "ppl", "nll_mean", "tokens_evaluated", "context_len")}
     if result["sparsity"]:
@@ -112,6 +120,18 @@ def ppl(model_spec, split, max_tokens, context_len, batch_size, mode, no_recall,
         r = result["recall"]
         rows["recall mean / min"] = f"{r['recall_mean']:.3f} / {r['recall_min']:.3f}"
         rows["kept density"] = f"{r['kept_density_mean']:.3f}"
+    if result["trace"]:
+        rows["routing trace"] = f"{result['trace']['path']} ({result['trace']['tokens']} tokens)"
     print_kv_table("perplexity", rows)
     if json_out:
         write_json_output(json_out, result, force=force)
+
+
+def _attach_generate() -> None:
+    """`codesign eval generate` lives with the training job (it records decode routing through the same capture)."""
+    from codesign.cli.train import generate_command
+
+    eval_group.add_command(generate_command, "generate")
+
+
+_attach_generate()

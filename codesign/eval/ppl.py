@@ -32,11 +32,15 @@ def perplexity(
     windows: np.ndarray | torch.Tensor,
     batch_size: int = 4,
     progress: Callable[[int], None] | None = None,
+    before_forward: Callable[[torch.Tensor], None] | None = None,
+    after_forward: Callable[[], None] | None = None,
 ) -> PplResult:
     """exp(mean next-token NLL) over `windows` (n, L) int64; every window restarts the context.
 
     Each window predicts its tokens 1..L−1 from its own prefix, so the first token of a window is context only.
     `progress(n_windows_done)` is called after each batch (the CLI draws a bar; the library never prints).
+    `before_forward(batch_ids)` / `after_forward()` run around each batch's forward (a routing capture arms
+    and disarms there).
     """
     ids = torch.as_tensor(np.asarray(windows), dtype=torch.long)
     if ids.ndim != 2 or ids.shape[1] < 2:
@@ -49,7 +53,11 @@ def perplexity(
     try:
         for start in range(0, ids.shape[0], batch_size):
             batch = ids[start : start + batch_size]  # (b, L)
+            if before_forward is not None:
+                before_forward(batch)
             logits = model(input_ids=batch).logits[:, :-1].float()  # (b, L-1, V)
+            if after_forward is not None:
+                after_forward()
             nll = torch.nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="sum"
             )
@@ -79,6 +87,8 @@ def evaluate_checkpoint(
     mode: str | None = None,
     recall: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    trace_out: str | os.PathLike | None = None,
+    force: bool = False,
 ) -> dict:
     """`codesign eval ppl` as one call: KJV `split` perplexity of a dense or sparse checkpoint (+ recall).
 
@@ -101,13 +111,33 @@ def evaluate_checkpoint(
     corpus = load_corpus("kjv", tokenizer)
     windows = windows_for_eval(corpus.tokens(split), context_len, max_tokens)
     report = (lambda done: progress(done, len(windows))) if progress else None
-    if sparse and recall:
-        with track_recall(model) as tracker:
-            res = perplexity(model, windows, batch_size=batch_size, progress=report)
-        recall_summary = tracker.summary()
-    else:
-        res = perplexity(model, windows, batch_size=batch_size, progress=report)
-        recall_summary = None
+    capture = None
+    if trace_out is not None:
+        if not sparse:
+            raise ModelError(f"--trace-out records sparse routing; {model_spec} is dense")
+        from codesign.train.capture import RoutingCapture
+
+        capture = RoutingCapture(
+            trace_out, force=force, model_name=str(model_spec), source=f"eval:kjv-{split}"
+        )
+        capture.attach(model)
+    hooks = {}
+    if capture is not None:
+        hooks = {
+            "before_forward": lambda batch: capture.arm(batch, phase="eval", split=split),
+            "after_forward": capture.disarm,
+        }
+    try:
+        if sparse and recall:
+            with track_recall(model) as tracker:
+                res = perplexity(model, windows, batch_size=batch_size, progress=report, **hooks)
+            recall_summary = tracker.summary()
+        else:
+            res = perplexity(model, windows, batch_size=batch_size, progress=report, **hooks)
+            recall_summary = None
+    finally:
+        if capture is not None:
+            capture.close()
     return {
         "model": str(model_spec),
         "split": split,
@@ -115,4 +145,5 @@ def evaluate_checkpoint(
         "sparsity": current_config(model).to_dict() if sparse else None,
         "recall": recall_summary,
         "corpus": corpus.describe(),
+        "trace": None if capture is None else {"path": str(trace_out), "tokens": capture.num_tokens},
     }
