@@ -10,10 +10,10 @@ Runs `codesign simulate`'s library path on (a) the embedded trace recorded from 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
+from codesign.cli.render import write_json_output
 from codesign.sim.config import load_hwconfig
 from codesign.sim.report import build_report
 from codesign.sim.simulation import simulate
@@ -70,7 +70,7 @@ def main() -> None:
             for b in BATCHES:
                 results["rows"][f"{name}_b{b}"] = row(build_report(simulate(cfg, path, batch=b)))
                 print(name, b, results["rows"][f"{name}_b{b}"], flush=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    write_json_output(args.out, results, force=True)  # atomic: temp file + rename
 
 
 if __name__ == "__main__":
