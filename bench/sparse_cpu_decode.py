@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _results import torch_host, write_result  # bench/_results.py
 
 import codesign.sparse.gather as gather
 from codesign.sparse import SparseSwiGLU, SparsityConfig
@@ -154,17 +153,9 @@ def main() -> None:
         "chunk_sweep_speedup": chunk_sweep,
         "max_rel_err_vs_masked_dense_fp32": max_err,
         "reps": args.reps,
-        "host": {
-            "cpu_threads": torch.get_num_threads(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "note": "shared 2-core VM; medians of interleaved reps; ratios only",
-        },
+        "host": torch_host("shared 2-core VM; medians of interleaved reps; ratios only"),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, args.out)
+    write_result(args.out, result)
     print(
         json.dumps(
             {

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import torch_host, write_result  # bench/_results.py
 
 from codesign.train.capture import RoutingCapture
 from codesign.train.recipe import recipe_from_dict
@@ -182,17 +182,9 @@ def main() -> None:
         "pairs": args.pairs,
         "target_overhead_pct": 3.0,
         "results": results,
-        "host": {
-            "cpu_threads": torch.get_num_threads(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "note": "shared 2-core VM: absolute times are noisy; compare the ratio",
-        },
+        "host": torch_host("shared 2-core VM: absolute times are noisy; compare the ratio"),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(result, indent=1))
-    os.replace(tmp_out, args.out)
+    write_result(args.out, result)
     for name, r in results.items():
         print(
             f"{name}: off {r['median_off_step_s'] * 1e3:.1f} ms/step, on {r['median_on_step_s'] * 1e3:.1f} ms/step, "

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
+from _results import torch_host, write_result  # bench/_results.py
 
 from codesign.eval.ppl import perplexity
 from codesign.sparse import SparsityConfig, set_mode, upcycle
@@ -131,17 +130,10 @@ def main() -> None:
         "training_run": _run_info(args.run_dir),
         "model_engineer_baselines": _baselines(),
         "corpus": corpus.describe(),
-        "host": {
-            "cpu_threads": torch.get_num_threads(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-        },
+        "host": torch_host(),
         "wall_s": time.perf_counter() - t0,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, args.out)
+    write_result(args.out, result)
     print(f"wrote {args.out} in {result['wall_s']:.0f} s")
 
 
