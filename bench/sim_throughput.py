@@ -13,6 +13,9 @@ the engine's own cost.
     .venv/bin/python bench/sim_throughput.py                 # default sizes, a few minutes on 2 cores
     .venv/bin/python bench/sim_throughput.py --full-ideal    # also the full 32K tokens with the ideal DRAM
     .venv/bin/python bench/sim_throughput.py --full-stream   # ... and with bank_stream (≈ 2 min each, loaded)
+    .venv/bin/python bench/sim_throughput.py --full-ideal --full-stream --baseline-src /tmp/before
+        # ... and the same full-size runs with the codesign package of another checkout (e.g. a git worktree
+        # of the previous commit), in the same run: before / after ratios
 
 Writes bench/results/sim_throughput.json. Numbers at sizes below 32K tokens are extrapolated linearly
 (cost per bank-step is flat: every step is an independent draw of the same statistics) and labelled so.
@@ -112,7 +115,15 @@ def profile_stages(tokens: int, repeats: int = 3) -> dict:
     from codesign.sim.config import load_hwconfig
     from codesign.sim.dram import DRAM_MODELS, build_dram
     from codesign.sim.engine import group_steps_numba, step_starts
-    from codesign.sim.pipeline import COL, build_pipeline, compile_pipeline, dram_kernel_id, time_layer_steps
+    from codesign.sim.pipeline import (
+        COL,
+        PARALLEL_DRAM_KERNELS,
+        build_pipeline,
+        compile_pipeline,
+        dram_kernel_id,
+        time_layer_steps,
+        time_layer_steps_par,
+    )
     from codesign.sim.residency import Residency
     from codesign.sim.simulation import params_from_config
 
@@ -154,13 +165,36 @@ def profile_stages(tokens: int, repeats: int = 3) -> dict:
                              np.zeros((ns, 3), np.int64), np.zeros((L, nb, 2), np.int64))  # fmt: skip
 
         out[f"timing_{model}"] = best_us(timing)
+        if dram_kernel_id(model) in PARALLEL_DRAM_KERNELS:
+
+            def timing_par(dram=dram):
+                buf = np.zeros((L, p.intermediate // 2 + 2), dtype=np.int64)
+                state = dram.new_state()
+                slots = int(dram.params[0]) * int(dram.params[1])  # channels × banks
+                state[slots : slots + int(dram.params[0])] = 1  # every channel used: no in-order prefix
+                time_layer_steps_par(need, miss, tok_ch, step_tokens, p.kernel_params(), p.frequency_hz / 1e9,
+                                     dram_kernel_id(dram.name), dram.params, state, pipe.kinds, pipe.preds,
+                                     buf, buf.copy(), np.zeros((L, ns, 3), np.int64),
+                                     np.zeros((L, len(COL)), np.int64), np.zeros(L), np.zeros((ns, 3), np.int64),
+                                     np.zeros((L, nb, 2), np.int64))  # fmt: skip
+
+            out[f"timing_{model}_layers_parallel"] = best_us(timing_par)
     return out
 
 
-def in_subprocess(impl: str, dram_model: str, tokens: int, chunk: int, repeats: int = 1) -> dict:
+def in_subprocess(
+    impl: str, dram_model: str, tokens: int, chunk: int, repeats: int = 1, src: Path | None = None
+) -> dict:
+    """One measurement in a fresh process; `src`: import codesign from that checkout instead."""
     cmd = [sys.executable, __file__, "--measure", impl, dram_model, str(tokens), str(chunk), str(repeats)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    env = None
+    if src is not None:
+        env = {**os.environ, "PYTHONPATH": str(src.resolve())}
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if src is not None:
+        result["codesign_src"] = str(src)
+    return result
 
 
 def extrapolate(m: dict, tokens: int = FULL_TOKENS) -> dict:
@@ -189,6 +223,11 @@ def main() -> None:
     ap.add_argument("--full-ideal", action="store_true", help="also run numba + ideal DRAM on all 32K tokens")
     ap.add_argument(
         "--full-stream", action="store_true", help="also run numba + bank_stream DRAM on all 32K tokens"
+    )
+    ap.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="checkout whose codesign package to measure too, full size (with --full-ideal / --full-stream)",
     )
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
@@ -226,6 +265,24 @@ def main() -> None:
     runs[f"numba_ideal_{args.ideal_tokens}"] = in_subprocess("numba", "ideal", args.ideal_tokens, args.chunk)
     if args.full_ideal:
         runs[f"numba_ideal_{FULL_TOKENS}"] = in_subprocess("numba", "ideal", FULL_TOKENS, args.chunk)
+
+    baseline = {}
+    if args.baseline_src is not None:
+        for dram, on in (("ideal", args.full_ideal), ("bank_stream", args.full_stream)):
+            if on:
+                base = in_subprocess("numba", dram, FULL_TOKENS, args.chunk, src=args.baseline_src)
+                runs[f"baseline_numba_{dram}_{FULL_TOKENS}"] = base
+                now = runs[f"numba_{dram}_{FULL_TOKENS}"]
+                if base["cycles"] != now["cycles"]:
+                    raise SystemExit(f"{dram}: baseline cycles {base['cycles']} != {now['cycles']}")
+                baseline[dram] = {
+                    "tokens": FULL_TOKENS,
+                    "baseline_seconds": base["seconds"],
+                    "seconds": now["seconds"],
+                    "speedup": base["seconds"] / now["seconds"],
+                    "same_cycles": True,
+                    "baseline_src": str(args.baseline_src),
+                }
 
     def ratio(dram):
         a, b = runs[f"numpy_{dram}_{args.ref_tokens}"], runs[f"numba_{dram}_{args.ref_tokens}"]
@@ -267,6 +324,7 @@ def main() -> None:
             **extrapolate(runs[f"numpy_bank_timing_{args.ref_tokens}"]),
             "label": "extrapolated",
         },  # fmt: skip
+        "full_size_vs_baseline": baseline,
         "peak_rss_bytes_vs_tokens": {
             str(r["tokens"]): r["peak_rss_bytes"]
             for k, r in runs.items()

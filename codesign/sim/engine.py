@@ -8,8 +8,10 @@ once, chunk by chunk (memory bounded by the chunk and `max_steps`), and for ever
                                     ─residency (numba, parallel over SRAM banks)─▶ miss (S, L, nb, W)
                                     ─time_layer_steps (numba: SRAM ports, DRAM model, stage DAG)─▶ accumulators
 
-The timing kernel runs layer-steps in order on one core: the DRAM model's state (open rows) carries from one
-layer-step to the next, so its calls cannot be reordered. The whole job (a hwconfig and a trace store → the
+With `bank_timing` the timing kernel runs layer-steps in order on one core: the DRAM model's state (open rows)
+carries from one layer-step to the next, so its calls cannot be reordered. With `ideal` and `bank_stream`,
+whose state does not order their calls, it runs the layers in parallel (pipeline.time_layer_steps_par, same
+results bit for bit). The whole job (a hwconfig and a trace store → the
 sparse run and its baselines) is codesign.sim.simulation.simulate.
 
 Steps: consecutive decode tokens form batches of `batch` (a prefill token ends a batch); consecutive prefill
@@ -27,7 +29,14 @@ from numba import njit, prange
 
 from codesign.layout import BundleLayout
 from codesign.sim import pipeline as pl
-from codesign.sim.pipeline import COL, build_pipeline, compile_pipeline, dram_kernel_id, time_layer_steps
+from codesign.sim.pipeline import (
+    COL,
+    build_pipeline,
+    compile_pipeline,
+    dram_kernel_id,
+    time_layer_steps,
+    time_layer_steps_par,
+)
 from codesign.sim.residency import Residency, choose_pinned, popcount64
 
 DEFAULT_PREFILL_CHUNK_TOKENS = 256
@@ -211,11 +220,20 @@ def _group_kernel(words, starts, need, tok_ch):
                 tok_ch[s, l, j] = count
 
 
-def group_steps_numba(words: np.ndarray, starts: np.ndarray):
-    """Same as `group_steps`, in one parallel pass (the engine's hot path)."""
+def group_steps_numba(
+    words: np.ndarray, starts: np.ndarray, out: tuple[np.ndarray, np.ndarray] | None = None
+):
+    """Same as `group_steps`, in one parallel pass (the engine's hot path).
+
+    out: optional (need, tok_ch) buffers with ≥ len(starts) rows, reused across calls; the results are views
+    of their first len(starts) rows.
+    """
     S = len(starts)
-    need = np.empty((S, *words.shape[1:]), dtype=np.uint64)
-    tok_ch = np.empty((S, *words.shape[1:3]), dtype=np.int64)
+    if out is None:
+        need = np.empty((S, *words.shape[1:]), dtype=np.uint64)
+        tok_ch = np.empty((S, *words.shape[1:3]), dtype=np.int64)
+    else:
+        need, tok_ch = out[0][:S], out[1][:S]  # leading-axis slices: still C-contiguous
     _group_kernel(words, starts.astype(np.int64), need, tok_ch)
     step_tokens = np.diff(np.append(starts, len(words))).astype(np.int64)
     return need, tok_ch, step_tokens
@@ -271,8 +289,14 @@ def simulate_variant(
     pipe = compile_pipeline(build_pipeline(p.double_buffer, p.sparse))
     ip, ghz, kernel = p.kernel_params(), p.frequency_hz / 1e9, dram_kernel_id(dram.name)
     dram_state = dram.new_state()
-    req_starts = np.zeros(p.intermediate // 2 + 2, dtype=np.int64)
+    parallel = kernel in pl.PARALLEL_DRAM_KERNELS
+    req_starts = np.zeros((L if parallel else 1, p.intermediate // 2 + 2), dtype=np.int64)  # one per core
     req_lengths = np.zeros_like(req_starts)
+    sram_part = np.zeros((L, ns, 3), dtype=np.int64)
+    # need / tok_ch / miss of one call, allocated once: max_steps × L × nb × W words each
+    need_buf = np.empty((max_steps, L, nb, W), dtype=np.uint64)
+    tok_buf = np.empty((max_steps, L, nb), dtype=np.int64)
+    miss_buf = np.empty_like(need_buf)
     acc_layer = np.zeros((L, len(COL)), dtype=np.int64)
     acc_ns = np.zeros(L, dtype=np.float64)
     acc_sram = np.zeros((ns, 3), dtype=np.int64)
@@ -282,11 +306,19 @@ def simulate_variant(
         for i in range(0, len(starts), max_steps):
             lo = starts[i]
             hi = starts[i + max_steps] if i + max_steps < len(starts) else len(words)
-            need, tok_ch, step_tokens = group_steps_numba(words[lo:hi], starts[i : i + max_steps] - lo)
-            miss = np.empty_like(need)
+            need, tok_ch, step_tokens = group_steps_numba(
+                words[lo:hi], starts[i : i + max_steps] - lo, (need_buf, tok_buf)
+            )
+            miss = miss_buf[: len(need)]
             residency.update(need, miss)
-            time_layer_steps(need, miss, tok_ch, step_tokens, ip, ghz, kernel, dram.params, dram_state, pipe.kinds,
-                             pipe.preds, req_starts, req_lengths, acc_layer, acc_ns, acc_sram, acc_bank)  # fmt: skip
+            if parallel:
+                time_layer_steps_par(need, miss, tok_ch, step_tokens, ip, ghz, kernel, dram.params, dram_state,
+                                     pipe.kinds, pipe.preds, req_starts, req_lengths, sram_part, acc_layer, acc_ns,
+                                     acc_sram, acc_bank)  # fmt: skip
+            else:
+                time_layer_steps(need, miss, tok_ch, step_tokens, ip, ghz, kernel, dram.params, dram_state,
+                                 pipe.kinds, pipe.preds, req_starts[0], req_lengths[0], acc_layer, acc_ns, acc_sram,
+                                 acc_bank)  # fmt: skip
             if progress is not None:
                 progress(hi - lo)
 

@@ -25,6 +25,9 @@ from codesign.sim.pipeline import (
     compile_pipeline,
     critical_path,
     critical_path_py,
+    dram_kernel_id,
+    time_layer_steps,
+    time_layer_steps_par,
 )
 from codesign.sim.reference_numpy import simulate_variant_ref
 from codesign.trace.store import pack_masks
@@ -173,3 +176,63 @@ def test_params_with_k_keeps_everything_else():
     d = p.with_k(64)
     assert not d.sparse and d.predictor_bytes_per_layer == 0
     assert dataclasses.replace(d, k=16) == p
+
+
+def dram_model(model: str):
+    return build_dram(load_hwconfig("hwconfigs/bank64.yaml", [f"dram.model={model}"]).dram)
+
+
+@pytest.mark.parametrize("model", ["ideal", "bank_stream"])
+@pytest.mark.parametrize("k", [16, 64])  # sparse (predictor requests every layer-step) and dense
+def test_parallel_timing_engine_equals_numpy_twin(model, k):
+    dram = dram_model(model)
+    rng = np.random.default_rng(k + len(model))
+    p = small_params(k=k, layers=4)
+    masks, is_decode, seq_id = uniform_trace(rng, 29, p, prefill=4)
+    blocks = make_blocks(masks, is_decode, seq_id, p.bank_size, chunk=11)
+    fast = simulate_variant("s", p, blocks, dram, 2, prefill_chunk_tokens=4, max_steps=3)
+    slow = simulate_variant_ref("s", p, blocks, dram, 2, prefill_chunk_tokens=4)
+    np.testing.assert_array_equal(fast.per_layer, slow.per_layer)
+    np.testing.assert_array_equal(fast.per_sram_bank, slow.per_sram_bank)
+    np.testing.assert_array_equal(fast.bank_load, slow.bank_load)
+    np.testing.assert_array_equal(fast.dram_time_ns, slow.dram_time_ns)  # same additions in the same order
+
+
+@pytest.mark.parametrize("model", ["ideal", "bank_stream"])
+def test_parallel_timing_kernel_equals_serial_through_its_in_order_prefix(model):
+    """Dense layer-steps that first miss one channel each (bank_stream: not every DRAM channel used yet, so
+    the parallel kernel must run those steps in order) then many: every accumulator and the call count equal."""
+    dram = dram_model(model)
+    rng = np.random.default_rng(3)
+    p = small_params(k=64, layers=3)
+    S, L, nb, W = 7, p.layers, p.num_model_banks, p.words_per_bank
+    need = np.full((S, L, nb, W), np.uint64(0xFFFFFFFFFFFFFFFF))
+    miss = rng.integers(0, 1 << 63, size=(S, L, nb, W), dtype=np.int64).astype(np.uint64)
+    miss[:3] = 0
+    miss[:3, :, int(rng.integers(nb)), 0] = np.uint64(1) << np.uint64(rng.integers(64))  # one bundle per call
+    miss[1, 1] = 0  # a layer-step with no request (no DRAM call)
+    tok_ch = np.bitwise_count(need).sum(axis=-1, dtype=np.int64)  # (S, L, nb)
+    step_tokens = np.ones(S, dtype=np.int64)
+    pipe = compile_pipeline(build_pipeline(True, False))
+    args = (need, miss, tok_ch, step_tokens, p.kernel_params(), 1.0, dram_kernel_id(model), dram.params)
+    R = p.intermediate // 2 + 2
+    out = []
+    for parallel in (False, True):
+        state = dram.new_state()
+        acc = (np.zeros((L, len(LAYER_COLUMNS)), np.int64), np.zeros(L), np.zeros((p.num_sram_banks, 3), np.int64),
+               np.zeros((L, nb, 2), np.int64))  # fmt: skip
+        if parallel:
+            buffers = (
+                np.zeros((L, R), np.int64),
+                np.zeros((L, R), np.int64),
+                np.zeros((L, p.num_sram_banks, 3), np.int64),
+            )
+            time_layer_steps_par(*args, state, pipe.kinds, pipe.preds, *buffers, *acc)
+        else:
+            time_layer_steps(
+                *args, state, pipe.kinds, pipe.preds, np.zeros(R, np.int64), np.zeros(R, np.int64), *acc
+            )
+        out.append((state[-1], *acc))
+    assert out[0][0] == out[1][0] == S * L - 1  # the call counter
+    for a, b in zip(out[0][1:], out[1][1:], strict=True):
+        np.testing.assert_array_equal(a, b)
