@@ -121,7 +121,9 @@ def test_more_sram_never_more_misses():
     previous = None
     for size in (4096, 16384, 65536, 262144):  # 10, 42, 170, 682 bundles per SRAM bank
         # One macro per bank: a 4 KB bank split four ways would fall below the CACTI sweep.
-        _, s = run(config("sram.residency=lru", "sram.macros_per_bank=1", f"sram.bank_size_bytes={size}"), masks, 1)
+        _, s = run(
+            config("sram.residency=lru", "sram.macros_per_bank=1", f"sram.bank_size_bytes={size}"), masks, 1
+        )
         misses = s["totals"]["miss_channels"]
         if previous is not None:
             assert misses <= previous

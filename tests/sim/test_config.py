@@ -120,7 +120,8 @@ def test_macros_per_bank_trade_energy_for_port_bandwidth():
     assert four.sram.read_energy_pj == 19.8912 and four.sram_line_interval_cycles == 1
     assert four.sram.leakage_mw_per_bank == pytest.approx(4 * 0.00942319)
     assert (
-        load_hwconfig(BANK64, ["sram.macros_per_bank=1", "clock.frequency_hz=2e9"]).sram_line_interval_cycles == 5
+        load_hwconfig(BANK64, ["sram.macros_per_bank=1", "clock.frequency_hz=2e9"]).sram_line_interval_cycles
+        == 5
     )  # 2.22 ns / 0.5 ns
     assert (
         load_hwconfig(BANK64, ["sram.macros_per_bank=2", "clock.frequency_hz=2e9"]).sram_line_interval_cycles
