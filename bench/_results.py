@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
-from pathlib import Path
+
+from codesign.atomic import write_text_atomic
 
 
 def torch_host(note: str | None = None) -> dict:
@@ -24,8 +25,4 @@ def torch_host(note: str | None = None) -> dict:
 
 def write_result(path: str | os.PathLike, result: dict) -> None:
     """Write `result` as JSON via a temporary file and a rename, so a killed run never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(result, indent=1))

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from codesign.errors import OutputExistsError
+from codesign.atomic import write_text_atomic
 
 
 def console(stderr: bool = False):
@@ -30,14 +30,7 @@ def print_kv_table(title: str, rows: dict[str, object]) -> None:
 
 def write_atomic_text(path: str | os.PathLike, text: str, *, force: bool = False) -> Path:
     """Write `text` to `path` via a temporary file and rename; refuse to overwrite unless `force`."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise OutputExistsError(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, text, force=force)
 
 
 def write_json_output(path: str | os.PathLike, obj: object, *, force: bool = False) -> Path:

@@ -6,11 +6,11 @@ refused unless `force`; each PNG is written to a temporary name and renamed into
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from codesign.atomic import atomic_path
 from codesign.errors import OutputExistsError
 
 PLOT_FILES = ("stall_breakdown.png", "bank_load.png", "dram_per_layer.png")
@@ -30,9 +30,8 @@ def _variants(report: dict) -> list[tuple[str, dict]]:
 
 
 def _save(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
 
 
 def write_plots(report: dict, directory, force: bool = False) -> list[Path]:

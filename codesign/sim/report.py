@@ -11,11 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from codesign.atomic import write_text_atomic
 from codesign.errors import OutputExistsError
 from codesign.sim.engine import VariantResult
 from codesign.sim.pipeline import COL, LAYER_COLUMNS, SRAM_COLUMNS
@@ -190,13 +190,7 @@ def build_report(result) -> dict:
 
 # ---- writers ----------------------------------------------------------------------------------------------
 def _atomic_write_text(path: Path, text: str, force: bool) -> None:
-    path = Path(path)
-    if path.exists() and not force:
-        raise OutputExistsError(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text, force=force)
 
 
 def write_json(report: dict, path, force: bool = False) -> Path:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from codesign.atomic import write_text_atomic
 from codesign.errors import OutputExistsError, TraceError
 
 SCHEMA_VERSION = 1
@@ -146,12 +147,7 @@ def pack_masks(masks: np.ndarray) -> np.ndarray:
 
 
 def _atomic_write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj))
 
 
 def _zarr():

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from codesign.atomic import atomic_path
 from codesign.errors import ModelError, OutputExistsError
 
 HEADER_KEY = "codesign_adapter"
@@ -52,12 +53,8 @@ def save_adapter(
         "dtype": str(dtype).removeprefix("torch."),
         "provenance": provenance,
     }
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={HEADER_KEY: json.dumps(header)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

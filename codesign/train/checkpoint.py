@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from codesign.atomic import atomic_path
 from codesign.errors import ModelError
 
 FORMAT_VERSION = 1
@@ -22,18 +23,9 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     """Write `state` to `path` atomically; the previous file stays valid until the new one is complete."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"format_version": FORMAT_VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    with atomic_path(path) as tmp:
+        torch.save({"format_version": FORMAT_VERSION, **state}, tmp)
+    return Path(path)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

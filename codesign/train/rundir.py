@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from codesign.atomic import write_text_atomic
 from codesign.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from codesign.train.models import build_model, model_name
 
@@ -52,12 +53,8 @@ def truncate_metrics(path: Path, step: int) -> None:
     rows = [
         line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step
     ]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(r + "\n" for r in rows))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(r + "\n" for r in rows))
 
 
 def atomic_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=2))
