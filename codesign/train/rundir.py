@@ -16,6 +16,7 @@ from codesign.train.models import build_model, model_name
 METRICS_NAME = "metrics.jsonl"
 SUMMARY_NAME = "summary.json"
 ADAPTER_NAME = "adapter.safetensors"
+EVALS_NAME = "evals.jsonl"
 
 
 def load_run_model(run_dir: str | os.PathLike) -> tuple[nn.Module, object, str]:

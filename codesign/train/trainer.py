@@ -42,6 +42,7 @@ from codesign.train.optim import (
 from codesign.train.recipe import Recipe, Stage, sparsity_config
 from codesign.train.rundir import (
     ADAPTER_NAME,
+    EVALS_NAME,
     METRICS_NAME,
     SUMMARY_NAME,
     atomic_json,
@@ -87,7 +88,7 @@ class Trainer:
             raise OutputExistsError(self.out)
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            for name in (CHECKPOINT_NAME, METRICS_NAME, SUMMARY_NAME, ADAPTER_NAME):
+            for name in (CHECKPOINT_NAME, METRICS_NAME, SUMMARY_NAME, ADAPTER_NAME, EVALS_NAME):
                 (self.out / name).unlink(missing_ok=True)
         D.barrier(self.dist)
         return None
@@ -115,6 +116,7 @@ class Trainer:
         self.step, self.tokens_seen = state["step"], state["tokens_seen"]
         if self.dist.is_main:
             truncate_metrics(self.out / METRICS_NAME, self.step)
+            truncate_metrics(self.out / EVALS_NAME, self.step)
         return state
 
     def _fit_predictors(self) -> None:
@@ -173,6 +175,7 @@ class Trainer:
         state = self.setup()
         r = self.recipe
         start_step, t0 = self.step, time.perf_counter()
+        self._t_start = t0
         first_idx, first_stage_step = r.stage_at(self.step)
         # Resuming exactly at a stage boundary starts the next stage fresh, as an uninterrupted run does.
         resume_state = state if (state is not None and first_stage_step > 0) else None
@@ -203,12 +206,16 @@ class Trainer:
                 self.tokens_seen += stage.tokens_per_step * self.dist.world_size
                 step_s = time.perf_counter() - t_step
                 self._log(stage, losses, step_s, t0, start_step)
+                every = r.train.eval_every
+                if every and self.step % every == 0 and self.step < stage_end:
+                    self._record_eval(self.evaluate(stage))
                 if self.step % r.train.checkpoint_every == 0 or self.step in (stage_end, stop_after):
                     self.save()
             if stop_after is not None and self.step >= stop_after and self.step < stage_end:
                 break
             if stage.steps > 0:
                 evals[stage.name] = self.evaluate(stage)
+                self._record_eval(evals[stage.name])
         summary = self._summary(evals, time.perf_counter() - t0)
         if self.dist.is_main:
             summary["adapter"] = self._write_adapter(summary)
@@ -326,6 +333,13 @@ class Trainer:
             "val_tokens": int(windows.size),
             "seq_len": seq_len,
         }
+
+    def _record_eval(self, ev: dict) -> None:
+        """Append one validation point (a learning-curve row) to evals.jsonl, keyed by step and tokens."""
+        if self.dist.is_main:
+            row = {**ev, "tokens_seen": self.tokens_seen, "wall_s": time.perf_counter() - self._t_start}
+            with open(self.out / EVALS_NAME, "a") as f:
+                f.write(json.dumps(row) + "\n")
 
     def _log(self, stage: Stage, losses: dict, step_s: float, t0: float, start_step: int) -> None:
         vals = D.mean_across(list(losses.values()), self.dist)

