@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from _results import torch_host, write_result  # bench/_results.py
 
+from codesign.data.corpus import load_corpus, windows_for_eval
 from codesign.eval.ppl import perplexity
 from codesign.eval.recall import track_recall
 from codesign.sparse import SparsityConfig, set_mode, sparse_modules, upcycle
@@ -27,7 +28,6 @@ from codesign.sparse.fit import collect_mlp_inputs, fit_predictors
 from codesign.sparse.io import load_dense
 from codesign.sparse.predictor import predictor_param_count
 from codesign.sparse.upcycle import svd_init
-from codesign.train.data import load_corpus, windows_for_eval
 
 OUT = Path(__file__).parent / "results" / "smollm2_ppl.json"
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from _results import torch_host, write_result  # bench/_results.py
 
-from codesign.train.capture import RoutingCapture
+from codesign.sparse.capture import RoutingCapture
 from codesign.train.recipe import recipe_from_dict
 from codesign.train.trainer import Trainer
 
@@ -33,7 +33,7 @@ OUT = Path(__file__).parent / "results" / "train_capture_overhead.json"
 
 
 def _corpus(tmp: Path) -> Path:
-    from codesign.train.data import _resolve_source
+    from codesign.data.corpus import _resolve_source
 
     _, kjv = _resolve_source("kjv")
     lines = kjv.read_text().splitlines()[:6000]

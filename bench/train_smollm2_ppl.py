@@ -24,12 +24,12 @@ from pathlib import Path
 import torch
 from _results import torch_host, write_result  # bench/_results.py
 
+from codesign.data.corpus import load_corpus, windows_for_eval
 from codesign.eval.ppl import perplexity
 from codesign.sparse import SparsityConfig, set_mode, upcycle
 from codesign.sparse.fit import collect_mlp_inputs, fit_predictors
 from codesign.sparse.io import load_dense
 from codesign.train.adapter import apply_adapter, read_adapter
-from codesign.train.data import load_corpus, windows_for_eval
 from codesign.train.recipe import load_recipe
 
 RESULTS = Path(__file__).parent / "results"

@@ -40,8 +40,8 @@ from codesign.cli.render import console, print_kv_table, write_json_output
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
 def upcycle(model_spec, bank_size, k, rank, init, mode, estimator, fit_tokens, dtype, out_dir, force) -> None:
     """Turn a dense SwiGLU checkpoint into a predictor-gated bank-sparse one."""
+    from codesign.jobs.upcycle import upcycle_checkpoint
     from codesign.sparse.config import SparsityConfig
-    from codesign.sparse.pipeline import upcycle_checkpoint
 
     cfg = SparsityConfig(bank_size=bank_size, k=k, rank=rank, mode=mode, estimator=estimator, init=init)
     with console(stderr=True).status("upcycling") as status:

@@ -115,7 +115,8 @@ def generate_command(
 ) -> None:
     """Greedy generation over validation prompts, recording decode-step routing."""
     from codesign.errors import OutputExistsError
-    from codesign.eval.generate import generate_from_corpus, load_for_generate
+    from codesign.eval.generate import generate_from_corpus
+    from codesign.jobs.models import load_for_generate
 
     if trace_out is not None and trace_out.exists() and not force:
         raise OutputExistsError(trace_out)

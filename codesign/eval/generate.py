@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from codesign.errors import ConfigError, ModelError
+from codesign.errors import ConfigError
 
 
 @torch.no_grad()
@@ -98,8 +97,8 @@ def generate_from_corpus(
 ) -> dict:
     """Greedy-continue `prompts` validation prompts; with `trace_out`, record `eval_windows` validation
     windows (prefill, phase "eval") and then the prompts' prefill + decode steps (phase "generate")."""
-    from codesign.train.capture import RoutingCapture
-    from codesign.train.data import load_corpus, windows_for_eval
+    from codesign.data.corpus import load_corpus, windows_for_eval
+    from codesign.sparse.capture import RoutingCapture
 
     data = load_corpus(corpus, tokenizer)
     val = data.tokens("validation")
@@ -143,30 +142,3 @@ def generate_from_corpus(
         "decode_tokens": int(out.shape[0] * max(0, new_tokens - 1)),
         "trace": None if trace_out is None else str(trace_out),
     }
-
-
-def load_for_generate(
-    model_spec: str | None, adapter: str | os.PathLike | None
-) -> tuple[nn.Module, object, str]:
-    """(sparse model, tokenizer, name) from an adapter, a training run directory, or a sparse checkpoint."""
-    if adapter is not None:
-        from codesign.train.adapter import load_adapted, read_adapter
-
-        header, _ = read_adapter(adapter)
-        if model_spec not in (None, header["base"]):
-            raise ModelError(f"adapter {adapter} applies to base {header['base']!r}, not {model_spec!r}")
-        model, tok = load_adapted(adapter)
-        # The model is the base architecture; which adapter routed it is provenance (meta.extra).
-        return model, tok, header["base"]
-    if model_spec is None:
-        raise ConfigError("give --model (a sparse checkpoint or a training run directory) or --adapter")
-    path = Path(model_spec)
-    if (path / "checkpoint.pt").is_file():
-        from codesign.train.rundir import load_run_model
-
-        model, tok, name = load_run_model(path)
-        return model, tok, name
-    from codesign.sparse.io import load_model
-
-    model, tok = load_model(model_spec)
-    return model, tok, path.name

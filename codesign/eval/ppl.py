@@ -95,10 +95,10 @@ def evaluate_checkpoint(
     `mode` overrides the sparse model's mode (e.g. "oracle"); recall vs the oracle is measured per layer for
     sparse models. `progress(done, total)` counts windows.
     """
+    from codesign.data.corpus import load_corpus, windows_for_eval
     from codesign.eval.recall import track_recall
     from codesign.sparse.io import load_model
     from codesign.sparse.upcycle import current_config, set_mode, sparse_modules
-    from codesign.train.data import load_corpus, windows_for_eval
 
     model, tokenizer = load_model(model_spec)
     if tokenizer is None:
@@ -115,7 +115,7 @@ def evaluate_checkpoint(
     if trace_out is not None:
         if not sparse:
             raise ModelError(f"--trace-out records sparse routing; {model_spec} is dense")
-        from codesign.train.capture import RoutingCapture
+        from codesign.sparse.capture import RoutingCapture
 
         capture = RoutingCapture(
             trace_out, force=force, model_name=str(model_spec), source=f"eval:kjv-{split}"

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from codesign.data.corpus import load_corpus, packed_batches, windows_for_eval
 from codesign.errors import ConfigError, OutputExistsError
 from codesign.train import distributed as D
 from codesign.train.checkpoint import (
@@ -30,7 +31,6 @@ from codesign.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from codesign.train.data import load_corpus, packed_batches, windows_for_eval
 from codesign.train.models import build_model, max_context, model_name
 from codesign.train.optim import (
     kl_loss,

@@ -6,9 +6,9 @@ from transformers import AutoModelForCausalLM, Qwen2Config
 
 from codesign.eval.ppl import perplexity
 from codesign.sparse import SparsityConfig, upcycle
+from codesign.sparse.capture import RoutingCapture
 from codesign.sparse.upcycle import sparse_modules
 from codesign.trace.store import TraceReader
-from codesign.train.capture import RoutingCapture
 
 
 def test_perplexity_records_each_windows_routing(tmp_path):

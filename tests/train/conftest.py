@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory) -> Path:
     """~60 KJV chapters as a local .jsonl corpus (one document per chapter): fast to tokenise in bytes."""
-    from codesign.train.data import _resolve_source
+    from codesign.data.corpus import _resolve_source
 
     _, kjv = _resolve_source("kjv")
     chapters: dict[str, list[str]] = {}

@@ -8,8 +8,8 @@ import torch
 
 from codesign.errors import OutputExistsError, TraceError
 from codesign.sparse import SparsityConfig, sparse_modules, upcycle
+from codesign.sparse.capture import RoutingCapture
 from codesign.trace.store import TraceReader
-from codesign.train.capture import RoutingCapture
 from codesign.train.models import build_tiny
 from codesign.train.recipe import TinyModel
 

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from codesign.errors import ConfigError
-from codesign.train.data import (
+from codesign.data.corpus import (
     KJV_TEST_BOOKS,
     KJV_VALIDATION_BOOKS,
     load_corpus,
     packed_batches,
 )
+from codesign.errors import ConfigError
 
 
 class ByteTokenizer:

@@ -9,8 +9,8 @@ import torch
 from codesign.errors import ModelError
 from codesign.eval.generate import greedy_generate
 from codesign.sparse import SparsityConfig, sparse_modules, upcycle
+from codesign.sparse.capture import RoutingCapture
 from codesign.trace.store import TraceReader
-from codesign.train.capture import RoutingCapture
 from codesign.train.models import build_tiny
 from codesign.train.recipe import TinyModel, recipe_from_dict
 from codesign.train.trainer import Trainer

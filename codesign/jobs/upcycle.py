@@ -46,7 +46,7 @@ def upcycle_checkpoint(
     upcycle(model, cfg)
     explained = None
     if cfg.init == "fit":
-        from codesign.train.data import load_corpus, windows_for_eval
+        from codesign.data.corpus import load_corpus, windows_for_eval
 
         say(f"fitting predictors on {fit_tokens} KJV train tokens")
         corpus = load_corpus("kjv", tokenizer)
