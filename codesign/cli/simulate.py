@@ -55,20 +55,47 @@ def simulate(hw, trace_path, batch, overrides, json_path, csv_dir, plot_dir, for
     _render(report, [p for p in planned])
 
 
+PROGRESS_AFTER_S = 2.0  # runs shorter than this show no bar
+
+
 def _run_with_progress(run_simulation, cfg, trace, batch):
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    """Run with a progress bar (tokens, tokens/s, time left) on stderr, shown once the run passes ~2 s."""
+    import time
+
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
 
     from codesign.cli.render import console
 
-    columns = (TextColumn("simulating"), BarColumn(), TextColumn("{task.completed}/{task.total} tokens"),
-               TimeElapsedColumn(), TimeRemainingColumn())  # fmt: skip
-    with Progress(*columns, console=console(stderr=True), transient=True) as bar:
-        task = bar.add_task("simulate", total=None)
+    class TokensPerSecond(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(f"{task.speed:,.0f} tokens/s" if task.speed else "")
 
-        def advance(tokens: int, total: int) -> None:
-            bar.update(task, advance=tokens, total=total)
+    columns = (TextColumn("simulating"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} tokens"),
+               TokensPerSecond(), TimeElapsedColumn(), TimeRemainingColumn())  # fmt: skip
+    bar = Progress(*columns, console=console(stderr=True), transient=True)
+    task = bar.add_task("simulate", total=None)
+    t0, shown = time.monotonic(), False
 
+    def advance(tokens: int, total: int) -> None:
+        nonlocal shown
+        bar.update(task, advance=tokens, total=total)
+        if not shown and time.monotonic() - t0 > PROGRESS_AFTER_S:
+            bar.start()
+            shown = True
+
+    try:
         return run_simulation(cfg, trace, batch=batch, progress=advance)
+    finally:
+        if shown:
+            bar.stop()
 
 
 def _fmt(x) -> str:

@@ -267,6 +267,90 @@ def channel_frequency(blocks: Iterable[Block], layers: int, intermediate: int, b
     return freq
 
 
+class VariantRun:
+    """One variant being replayed: feed it the trace's blocks in order (`feed`), then `finish()`.
+
+    Several runs can be fed from one pass over the trace (the sparse run and its baselines share it);
+    memory is bounded by one block plus `max_steps` steps of need/miss words.
+    """
+
+    def __init__(self, name: str, params: SimParams, dram, batch: int, *, pinned: np.ndarray | None = None,
+                 prefill_chunk_tokens: int = DEFAULT_PREFILL_CHUNK_TOKENS, max_steps: int = DEFAULT_MAX_STEPS):  # fmt: skip
+        p = self.params = params
+        self.name, self.dram, self.batch = name, dram, batch
+        self.prefill_chunk_tokens, self.max_steps = prefill_chunk_tokens, max_steps
+        L, nb, W, ns = p.layers, p.num_model_banks, p.words_per_bank, p.num_sram_banks
+        self.residency = Residency(p.residency, ns, p.capacity_bundles, p.bank_size, L * nb * W * 64, pinned)
+        self.pipe = compile_pipeline(build_pipeline(p.double_buffer, p.sparse))
+        self.ip, self.ghz, self.kernel = p.kernel_params(), p.frequency_hz / 1e9, dram_kernel_id(dram.name)
+        self.dram_state = dram.new_state()
+        self.parallel = self.kernel in pl.PARALLEL_DRAM_KERNELS
+        # request buffers, one per core when the layers run in parallel
+        self.req_starts = np.zeros((L if self.parallel else 1, p.intermediate // 2 + 2), dtype=np.int64)
+        self.req_lengths = np.zeros_like(self.req_starts)
+        self.sram_part = np.zeros((L, ns, 3), dtype=np.int64)
+        # need / tok_ch / miss of one call, allocated once: max_steps × L × nb × W words each
+        self.need_buf = np.empty((max_steps, L, nb, W), dtype=np.uint64)
+        self.tok_buf = np.empty((max_steps, L, nb), dtype=np.int64)
+        self.miss_buf = np.empty_like(self.need_buf)
+        self.acc_layer = np.zeros((L, len(COL)), dtype=np.int64)
+        self.acc_ns = np.zeros(L, dtype=np.float64)
+        self.acc_sram = np.zeros((ns, 3), dtype=np.int64)
+        self.acc_bank = np.zeros((L, nb, 2), dtype=np.int64)
+        self.pending: Block | None = None
+
+    def _run(self, words: np.ndarray, starts: np.ndarray) -> None:
+        ms = self.max_steps
+        for i in range(0, len(starts), ms):
+            lo = starts[i]
+            hi = starts[i + ms] if i + ms < len(starts) else len(words)
+            need, tok_ch, step_tokens = group_steps_numba(
+                words[lo:hi], starts[i : i + ms] - lo, (self.need_buf, self.tok_buf)
+            )
+            miss = self.miss_buf[: len(need)]
+            self.residency.update(need, miss)
+            args = (need, miss, tok_ch, step_tokens, self.ip, self.ghz, self.kernel, self.dram.params,
+                    self.dram_state, self.pipe.kinds, self.pipe.preds)  # fmt: skip
+            if self.parallel:
+                time_layer_steps_par(*args, self.req_starts, self.req_lengths, self.sram_part, self.acc_layer,
+                                     self.acc_ns, self.acc_sram, self.acc_bank)  # fmt: skip
+            else:
+                time_layer_steps(*args, self.req_starts[0], self.req_lengths[0], self.acc_layer, self.acc_ns,
+                                 self.acc_sram, self.acc_bank)  # fmt: skip
+
+    def _starts(self, block: Block) -> np.ndarray:
+        return step_starts(block.is_decode, block.seq_id, self.batch, self.prefill_chunk_tokens)
+
+    def feed(self, block: Block) -> None:
+        """Replay the complete steps of `block` (after what earlier blocks left open)."""
+        if self.pending is not None:
+            block = Block(
+                np.concatenate([self.pending.words, block.words]),
+                np.concatenate([self.pending.is_decode, block.is_decode]),
+                np.concatenate([self.pending.seq_id, block.seq_id]),
+            )
+        starts = self._starts(block)
+        if len(starts) == 0:
+            return
+        cut = starts[-1]  # hold back the last (possibly open) step
+        self._run(block.words[:cut], starts[:-1])
+        self.pending = Block(block.words[cut:], block.is_decode[cut:], block.seq_id[cut:])
+
+    def finish(self) -> VariantResult:
+        if self.pending is not None and len(self.pending.words):
+            self._run(self.pending.words, self._starts(self.pending))
+        self.pending = None
+        return VariantResult(self.name, self.params, self.acc_layer, self.acc_ns, self.acc_sram, self.acc_bank,
+                             self.pipe.nodes, self.pipe.edges)  # fmt: skip
+
+
+def profile_pinned(params: SimParams, blocks: Iterable[Block]) -> np.ndarray:
+    """The pinned_hot set: each SRAM bank's most used channels over `blocks` (the profiling part)."""
+    p = params
+    freq = channel_frequency(blocks, p.layers, p.intermediate, p.bank_size)
+    return choose_pinned(freq, p.num_sram_banks, p.capacity_bundles, p.bank_size, p.words_per_bank)
+
+
 def simulate_variant(
     name: str,
     params: SimParams,
@@ -279,66 +363,14 @@ def simulate_variant(
     progress: Callable[[int], None] | None = None,
 ) -> VariantResult:
     """Replay `blocks()` (called twice for pinned_hot: profile, then replay) on the hardware in `params`."""
-    p = params
-    L, nb, W, ns = p.layers, p.num_model_banks, p.words_per_bank, p.num_sram_banks
-    pinned = None
-    if p.residency == "pinned_hot":
-        freq = channel_frequency(blocks(), L, p.intermediate, p.bank_size)
-        pinned = choose_pinned(freq, ns, p.capacity_bundles, p.bank_size, W)
-    residency = Residency(p.residency, ns, p.capacity_bundles, p.bank_size, L * nb * W * 64, pinned)
-    pipe = compile_pipeline(build_pipeline(p.double_buffer, p.sparse))
-    ip, ghz, kernel = p.kernel_params(), p.frequency_hz / 1e9, dram_kernel_id(dram.name)
-    dram_state = dram.new_state()
-    parallel = kernel in pl.PARALLEL_DRAM_KERNELS
-    req_starts = np.zeros((L if parallel else 1, p.intermediate // 2 + 2), dtype=np.int64)  # one per core
-    req_lengths = np.zeros_like(req_starts)
-    sram_part = np.zeros((L, ns, 3), dtype=np.int64)
-    # need / tok_ch / miss of one call, allocated once: max_steps × L × nb × W words each
-    need_buf = np.empty((max_steps, L, nb, W), dtype=np.uint64)
-    tok_buf = np.empty((max_steps, L, nb), dtype=np.int64)
-    miss_buf = np.empty_like(need_buf)
-    acc_layer = np.zeros((L, len(COL)), dtype=np.int64)
-    acc_ns = np.zeros(L, dtype=np.float64)
-    acc_sram = np.zeros((ns, 3), dtype=np.int64)
-    acc_bank = np.zeros((L, nb, 2), dtype=np.int64)
-
-    def run(words, starts):
-        for i in range(0, len(starts), max_steps):
-            lo = starts[i]
-            hi = starts[i + max_steps] if i + max_steps < len(starts) else len(words)
-            need, tok_ch, step_tokens = group_steps_numba(
-                words[lo:hi], starts[i : i + max_steps] - lo, (need_buf, tok_buf)
-            )
-            miss = miss_buf[: len(need)]
-            residency.update(need, miss)
-            if parallel:
-                time_layer_steps_par(need, miss, tok_ch, step_tokens, ip, ghz, kernel, dram.params, dram_state,
-                                     pipe.kinds, pipe.preds, req_starts, req_lengths, sram_part, acc_layer, acc_ns,
-                                     acc_sram, acc_bank)  # fmt: skip
-            else:
-                time_layer_steps(need, miss, tok_ch, step_tokens, ip, ghz, kernel, dram.params, dram_state,
-                                 pipe.kinds, pipe.preds, req_starts[0], req_lengths[0], acc_layer, acc_ns, acc_sram,
-                                 acc_bank)  # fmt: skip
-            if progress is not None:
-                progress(hi - lo)
-
-    pending: Block | None = None
+    pinned = profile_pinned(params, blocks()) if params.residency == "pinned_hot" else None
+    run = VariantRun(name, params, dram, batch, pinned=pinned, prefill_chunk_tokens=prefill_chunk_tokens,
+                     max_steps=max_steps)  # fmt: skip
     for block in blocks():
-        if pending is not None:
-            block = Block(
-                np.concatenate([pending.words, block.words]),
-                np.concatenate([pending.is_decode, block.is_decode]),
-                np.concatenate([pending.seq_id, block.seq_id]),
-            )
-        starts = step_starts(block.is_decode, block.seq_id, batch, prefill_chunk_tokens)
-        if len(starts) == 0:
-            continue
-        cut = starts[-1]  # hold back the last (possibly open) step
-        run(block.words[:cut], starts[:-1])
-        pending = Block(block.words[cut:], block.is_decode[cut:], block.seq_id[cut:])
-    if pending is not None and len(pending.words):
-        run(pending.words, step_starts(pending.is_decode, pending.seq_id, batch, prefill_chunk_tokens))
-    return VariantResult(name, p, acc_layer, acc_ns, acc_sram, acc_bank, pipe.nodes, pipe.edges)
+        run.feed(block)
+        if progress is not None:
+            progress(len(block.words))
+    return run.finish()
 
 
 def union_density_vs_batch(blocks: Iterable[Block], intermediate: int, batches=(1, 2, 4, 8, 16, 32)) -> dict:

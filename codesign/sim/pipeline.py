@@ -187,6 +187,20 @@ def _layer_step(need, miss, tok_ch, tokens, t, l, ip, frequency_ghz, dram_kernel
             u += popcount64(need[t, l, j, w])
             x = miss[t, l, j, w]
             c0 = j * B + w * 64
+            if x != np.uint64(0):  # fast path: the word's misses are one contiguous run (dense: all)
+                lo_bit = low_bit_index(x)
+                y = x >> np.uint64(lo_bit)
+                if (y & (y + np.uint64(1))) == np.uint64(0):
+                    c = c0 + lo_bit
+                    n_run = popcount64(y)
+                    mch += n_run
+                    adj = np.int64(c == run_end)
+                    r = n_req - adj
+                    starts[r] = starts[r] * adj + (layer_base + c * bundle) * (1 - adj)
+                    lengths[r] = lengths[r] * adj + n_run * bundle
+                    n_req = r + 1
+                    run_end = c + n_run
+                    x = np.uint64(0)
             while x != np.uint64(0):  # contiguous missed channels → one request
                 c = c0 + low_bit_index(x)
                 x = x & (x - np.uint64(1))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -22,8 +23,9 @@ from codesign.sim.engine import (
     Block,
     SimParams,
     VariantResult,
+    VariantRun,
     dense_words,
-    simulate_variant,
+    profile_pinned,
     union_density_vs_batch,
     words_from_bits,
     words_from_masks,
@@ -87,27 +89,86 @@ def trace_blocks(reader, p: SimParams, mode: str) -> Iterator[Block]:
 def synthetic_blocks(spec, tokens: int, p: SimParams, global_topk: bool) -> Iterator[Block]:
     """A synthetic trace regenerated from its spec (same seed) at the config's (B, k): bank top-k masks as
     the generator draws them, or global top-k at the same density over the same scores."""
-    from codesign.trace.synth import global_topk_mask, iter_synthetic
+    for words in _regenerated(spec, tokens, p, sparse=not global_topk, glob=global_topk):
+        yield words["global_topk" if global_topk else "sparse"]
+
+
+def _regenerated(spec, tokens: int, p: SimParams, *, sparse: bool, glob: bool) -> Iterator[dict[str, Block]]:
+    """One pass of a regenerated synthetic trace: its scores drawn once, bank and global masks from them."""
+    from codesign.trace.synth import iter_synthetic
 
     done = 0
-    for block in iter_synthetic(spec):
+    for block in iter_synthetic(spec, with_logits=False, with_global=glob):
         n = min(len(block["is_decode"]), tokens - done)
         if n <= 0:
             return
-        if global_topk:
-            scores = block["logits"][:n].astype(np.float32)  # (n, L, I)
-            masks = global_topk_mask(scores, kept=p.intermediate // p.bank_size * p.k)
-        else:
-            masks = block["masks"][:n]
-        yield Block(words_from_masks(masks, p.bank_size), block["is_decode"][:n], block["seq_id"][:n])
+        keys = block["is_decode"][:n], block["seq_id"][:n]
+        out = {}
+        if sparse:
+            out["sparse"] = Block(words_from_masks(block["masks"][:n], p.bank_size), *keys)
+        if glob:
+            out["global_topk"] = Block(words_from_masks(block["global_masks"][:n], p.bank_size), *keys)
+        yield out
         done += n
+
+
+def _shared_pass(reader, p: SimParams, sparse_mode: str, global_mode: str | None, spec, global_reader):
+    """One pass over the trace yielding {variant: Block} for the variants that need the trace's routing.
+
+    sparse_mode: masks | reselect | regenerate | dense (no block: the dense run needs no routing);
+    global_mode: logits | store (the synthetic trace's global_topk sub-store) | regenerate | None.
+    Each chunk is read (or each score drawn) once for all variants.
+    """
+    from codesign.trace.rebank import reselect
+
+    if sparse_mode == "regenerate" or global_mode == "regenerate":
+        yield from _regenerated(spec, reader.num_tokens, p, sparse=sparse_mode != "dense",
+                                glob=global_mode is not None)  # fmt: skip
+        return
+    if sparse_mode == "dense" and global_mode is None:  # nothing to read: only the chunk boundaries
+        for start in range(0, reader.num_tokens, reader.chunk_tokens):
+            yield {"_keys": reader.read(start, start + reader.chunk_tokens, with_logits=False)}
+        return
+    step = reader.chunk_tokens
+    logits = sparse_mode == "reselect" or global_mode == "logits"
+    others = global_reader.iter_chunks(step, with_logits=False) if global_mode == "store" else None
+    for chunk in reader.iter_chunks(step, with_logits=logits):
+        keys = np.asarray(chunk.is_decode, dtype=bool), np.asarray(chunk.seq_id)
+        out = {"_keys": chunk}
+        if sparse_mode == "masks":
+            out["sparse"] = Block(words_from_bits(chunk.mask_bits, p.bank_size), *keys)
+        elif sparse_mode == "reselect":
+            out["sparse"] = Block(
+                words_from_masks(reselect(chunk.logits, p.bank_size, p.k), p.bank_size), *keys
+            )
+        if global_mode == "logits":
+            masks = reselect(chunk.logits, p.bank_size, p.k, global_topk=True)
+            out["global_topk"] = Block(words_from_masks(masks, p.bank_size), *keys)
+        elif global_mode == "store":
+            out["global_topk"] = Block(words_from_bits(next(others).mask_bits, p.bank_size), *keys)
+        yield out
+
+
+def _global_store(trace_path, reader):
+    """The synthetic trace's global top-k sub-store (write_synthetic), when it matches the trace."""
+    from codesign.trace.store import TraceReader
+    from codesign.trace.synth import GLOBAL_TOPK_STORE
+
+    path = Path(trace_path) / GLOBAL_TOPK_STORE
+    if not (path / "commit.json").is_file():
+        return None
+    g = TraceReader(path)
+    same = (g.num_tokens, g.chunk_tokens, g.meta.bank_size, g.meta.k) == (
+        reader.num_tokens, reader.chunk_tokens, reader.meta.bank_size, reader.meta.k)  # fmt: skip
+    return g if same else None
 
 
 def simulate(cfg, trace_path, *, batch: int | None = None, progress: Callable[[int, int], None] | None = None,
              prefill_chunk_tokens: int = DEFAULT_PREFILL_CHUNK_TOKENS) -> SimulationResult:  # fmt: skip
     """Replay the trace at `trace_path` on `cfg` (a HwConfig), with its dense and global top-k baselines.
 
-    progress(advance_tokens, total_tokens) is called as tokens are simulated (for a progress bar).
+    All variants share one pass over the trace. progress(advance_tokens, total_tokens) is called as tokens
+    are simulated (for a progress bar).
     """
     from codesign.errors import TraceError
     from codesign.sim.dram import build_dram
@@ -142,33 +203,70 @@ def simulate(cfg, trace_path, *, batch: int | None = None, progress: Callable[[i
             f"{trace_path}: trace was recorded at B={meta.bank_size}, k={sorted(trace_ks)} but the hwconfig "
             f"asks for B={p.bank_size}, k={p.k}, and the trace stores no logits to re-select from"
         )
+    global_reader = (
+        _global_store(trace_path, reader) if (p.sparse and same_banks and spec is not None) else None
+    )
     if not p.sparse:
-        global_note = "not simulated: the config is dense"
+        global_mode, global_note = None, "not simulated: the config is dense"
     elif reader.has_logits:
-        global_note = "global top-k at the same density, re-selected from the trace's logits"
+        global_mode, global_note = (
+            "logits",
+            "global top-k at the same density, re-selected from the trace's logits",
+        )
+    elif global_reader is not None:
+        global_mode = "store"
+        global_note = (
+            "global top-k at the same density, selected at synthesis from the synthetic trace's scores"
+        )
     elif spec is not None:
+        global_mode = "regenerate"
         global_note = (
             "global top-k at the same density over the synthetic trace's regenerated scores (same seed)"
         )
     else:
+        global_mode = None
         global_note = "not simulated: the trace has no logits and is not a regenerable synthetic trace"
-    has_global = global_note.startswith("global")
-    total = reader.num_tokens * ((2 if p.sparse else 1) + (1 if has_global else 0))
-    tick = (lambda n: progress(n, total)) if progress is not None else None
+    dram = build_dram(cfg.dram)
+    sources = lambda: _shared_pass(reader, p, mode, global_mode, spec, global_reader)  # noqa: E731
 
-    def blocks(params, how):
-        if how == "regenerate" or (how == "global_topk" and not reader.has_logits):
-            return lambda: synthetic_blocks(spec, reader.num_tokens, params, how == "global_topk")
-        return lambda: trace_blocks(reader, params, how)
+    def pinned(params, name):  # pinned_hot profiles its variant's routing first (a pass of its own)
+        if params.residency != "pinned_hot":
+            return None
+        if name == "dense":
+            return profile_pinned(params, [Block(dense_words(1, p.layers, p.num_model_banks, p.bank_size),
+                                                 np.ones(1, bool), np.zeros(1, np.int32))])  # fmt: skip
+        return profile_pinned(params, (b[name] for b in sources()))
 
-    def variant(name, params, how):
-        return simulate_variant(name, params, blocks(params, how), build_dram(cfg.dram), batch,
-                                prefill_chunk_tokens=prefill_chunk_tokens, progress=tick)  # fmt: skip
+    def run(name, params):
+        return VariantRun(name, params, dram, batch, pinned=pinned(params, name),
+                          prefill_chunk_tokens=prefill_chunk_tokens)  # fmt: skip
 
-    dense = variant("dense", dense_p, "dense")
-    sparse = variant("sparse", p, mode) if p.sparse else dense
-    glob = variant("global_topk", p, "global_topk") if has_global else None
-    first = next(blocks(p, mode)())
+    runs = {"dense": run("dense", dense_p)}
+    if p.sparse:
+        runs["sparse"] = run("sparse", p)
+    if global_mode is not None:
+        runs["global_topk"] = run("global_topk", p)
+    first = None
+    dense_cache: dict[int, np.ndarray] = {}
+    for blocks in sources():
+        keys = blocks.pop("_keys", None)
+        any_block = next(iter(blocks.values()), None)
+        is_decode = np.asarray(keys.is_decode, dtype=bool) if keys is not None else any_block.is_decode
+        seq_id = np.asarray(keys.seq_id) if keys is not None else any_block.seq_id
+        T = len(is_decode)
+        if T not in dense_cache:  # the same all-ones words for every chunk of this length
+            dense_cache = {T: dense_words(T, p.layers, p.num_model_banks, p.bank_size)}
+        blocks["dense"] = Block(dense_cache[T], is_decode, seq_id)
+        if first is None:
+            first = blocks.get("sparse", blocks["dense"])
+        for name, r in runs.items():
+            r.feed(blocks[name])
+        if progress is not None:
+            progress(T, reader.num_tokens)
+    results = {name: r.finish() for name, r in runs.items()}
+    dense = results["dense"]
+    sparse = results.get("sparse", dense)
+    glob = results.get("global_topk")
     hw = cfg.resolved()
     hw["batch"] = batch
     return SimulationResult(

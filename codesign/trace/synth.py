@@ -18,8 +18,10 @@ sequence, then step 1, ...) so that consecutive decode tokens are concurrent req
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -89,25 +91,41 @@ class SynthSpec:
         )
 
 
+def topk_mask(scores: np.ndarray, k: int) -> np.ndarray:
+    """bool mask keeping the k largest scores along the last axis; ties go to the lower index.
+
+    Partial selection, O(n) per row: the k-th largest value v by np.partition, then every score > v and
+    the lowest-index scores == v until k are kept — the same set as a stable descending argsort's first k
+    (the torch and Triton references), without sorting.
+    """
+    n = scores.shape[-1]
+    if k >= n:
+        return np.ones(scores.shape, dtype=bool)
+    if k <= 0:
+        return np.zeros(scores.shape, dtype=bool)
+    kth = np.partition(scores, n - k, axis=-1)[..., n - k : n - k + 1]  # (..., 1) the k-th largest
+    mask = scores > kth
+    short = k - mask.sum(axis=-1, keepdims=True)  # ≥ 1: how many ties at the threshold to keep
+    eq = scores == kth
+    rows = (short < eq.sum(axis=-1, keepdims=True))[..., 0]  # rows where some ties must be dropped
+    if rows.any():
+        eq[rows] &= np.cumsum(eq[rows], axis=-1) <= short[rows]
+    return mask | eq
+
+
 def bank_topk_mask(scores: np.ndarray, bank_size: int, k: int) -> np.ndarray:
     """bool mask keeping the k largest scores in every bank of `bank_size` along the last axis.
 
-    Ties go to the lower channel index (stable sort), matching the torch and Triton references.
+    Ties go to the lower channel index, matching the torch and Triton references (see topk_mask).
     """
     *lead, I = scores.shape
     banks = scores.reshape(*lead, I // bank_size, bank_size)  # (..., nb, B)
-    order = np.argsort(-banks, axis=-1, kind="stable")[..., :k]
-    mask = np.zeros(banks.shape, dtype=bool)
-    np.put_along_axis(mask, order, True, axis=-1)
-    return mask.reshape(*lead, I)
+    return topk_mask(banks, k).reshape(*lead, I)
 
 
 def global_topk_mask(scores: np.ndarray, kept: int) -> np.ndarray:
     """bool mask keeping the `kept` largest scores along the last axis (ties to the lower index)."""
-    order = np.argsort(-scores, axis=-1, kind="stable")[..., :kept]
-    mask = np.zeros(scores.shape, dtype=bool)
-    np.put_along_axis(mask, order, True, axis=-1)
-    return mask
+    return topk_mask(scores, kept)
 
 
 class _ScoreSource:
@@ -155,51 +173,101 @@ class _ScoreSource:
         return np.clip(scores, -4.0, 4.0) + bonus + lift.reshape(L, I)
 
 
-def _token_order(spec: SynthSpec) -> Iterator[tuple[int, int, bool]]:
-    """(seq, position, is_decode) in processing order: prefills one sequence at a time, then interleaved decode."""
-    for seq in range(spec.sequences):
-        for pos in range(spec.prefill_tokens):
-            yield seq, pos, False
-    for step in range(spec.decode_tokens):
-        for seq in range(spec.sequences):
-            yield seq, spec.prefill_tokens + step, True
+def _token_arrays(spec: SynthSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """seq_id, position, is_decode of every token in processing order (prefills one sequence at a time, then interleaved decode)."""
+    S, P, D = spec.sequences, spec.prefill_tokens, spec.decode_tokens
+    seq = np.concatenate([np.repeat(np.arange(S), P), np.tile(np.arange(S), D)]).astype(np.int32)
+    pos = np.concatenate([np.tile(np.arange(P), S), P + np.repeat(np.arange(D), S)]).astype(np.int32)
+    dec = np.concatenate([np.zeros(S * P, dtype=bool), np.ones(S * D, dtype=bool)])
+    return seq, pos, dec
 
 
-def iter_synthetic(spec: SynthSpec, chunk_tokens: int = 256) -> Iterator[dict[str, np.ndarray]]:
-    """Yield blocks of synthetic tokens: masks bool (T, L, I), logits float16 (T, L, I), per-token fields."""
+# Scores drawn per call when tokens are independent (uniform, zipf, global_topk): one call for n tokens
+# draws the same numbers as n calls of one token (numpy fills in C order), so the trace is unchanged.
+DRAW_FLOATS = 1 << 22
+
+
+def _draw_block(spec: SynthSpec, source: _ScoreSource, seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(scores float32 (n, L, I), bank masks bool (n, L, I)) of the next n tokens (sequence ids `seqs`)."""
+    L, I, B, k = spec.layers, spec.intermediate, spec.bank_size, spec.k
+    if spec.kind == "correlated":  # each token depends on its sequence's previous one: token by token
+        drawn = [source.draw(int(q)) for q in seqs]
+        return np.stack([d[0] for d in drawn]), np.stack([d[1] for d in drawn])
+    n = len(seqs)
+    scores = np.empty((n, L, I), dtype=np.float32)
+    step = max(1, DRAW_FLOATS // (L * I))
+    for lo in range(0, n, step):
+        m = min(step, n - lo)
+        if spec.kind == "zipf":
+            part = source.log_pop + source.rng.gumbel(size=(m, L, I)).astype(np.float32)
+        else:
+            part = source.rng.standard_normal((m, L, I), dtype=np.float32)
+        scores[lo : lo + m] = part.astype(np.float16)  # selected on fp16-rounded scores, as stored
+    if spec.kind == "global_topk":
+        return scores, global_topk_mask(scores, kept=I // B * k)
+    return scores, bank_topk_mask(scores, B, k)
+
+
+def iter_synthetic(
+    spec: SynthSpec, chunk_tokens: int = 256, *, with_logits: bool = True, with_global: bool = False
+) -> Iterator[dict[str, np.ndarray]]:
+    """Yield blocks of synthetic tokens: masks bool (T, L, I), per-token fields, and optionally logits
+    float16 (T, L, I) and `global_masks` bool (T, L, I): global top-k at the same density, k·I/B per layer,
+    selected from the same scores (so drawing them once serves both)."""
     rng = np.random.default_rng(spec.seed)
     source = _ScoreSource(spec, rng)
     vocab_rng = np.random.default_rng(spec.seed + 1)
-    block: list[tuple[int, int, bool, np.ndarray, np.ndarray]] = []
-    for seq, pos, dec in _token_order(spec):
-        scores, mask = source.draw(seq)
-        block.append((seq, pos, dec, scores, mask))
-        if len(block) == chunk_tokens:
-            yield _stack(block, vocab_rng)
-            block = []
-    if block:
-        yield _stack(block, vocab_rng)
+    seq, pos, dec = _token_arrays(spec)
+    kept = spec.intermediate // spec.bank_size * spec.k
+    for lo in range(0, len(seq), chunk_tokens):
+        hi = min(lo + chunk_tokens, len(seq))
+        scores, masks = _draw_block(spec, source, seq[lo:hi])
+        block = {
+            "seq_id": seq[lo:hi],
+            "position": pos[lo:hi],
+            "is_decode": dec[lo:hi],
+            "token_id": vocab_rng.integers(0, 32000, size=hi - lo, dtype=np.int32),
+            "masks": masks,
+        }
+        if with_logits:
+            block["logits"] = scores.astype(np.float16)
+        if with_global:
+            block["global_masks"] = masks if spec.kind == "global_topk" else global_topk_mask(scores, kept)
+        yield block
 
 
-def _stack(block, vocab_rng) -> dict[str, np.ndarray]:
-    return {
-        "seq_id": np.array([b[0] for b in block], dtype=np.int32),
-        "position": np.array([b[1] for b in block], dtype=np.int32),
-        "is_decode": np.array([b[2] for b in block], dtype=bool),
-        "token_id": vocab_rng.integers(0, 32000, size=len(block), dtype=np.int32),
-        "logits": np.stack([b[3] for b in block]).astype(np.float16),
-        "masks": np.stack([b[4] for b in block]),
-    }
+GLOBAL_TOPK_STORE = "global_topk"  # sub-store of a synthetic trace: its global top-k masks
 
 
 def write_synthetic(
-    spec: SynthSpec, path, *, with_logits: bool = False, force: bool = False, chunk_tokens: int = 1024
+    spec: SynthSpec,
+    path,
+    *,
+    with_logits: bool = False,
+    force: bool = False,
+    chunk_tokens: int = 1024,
+    with_global: bool = True,
 ) -> int:
-    """Write a synthetic trace store at `path`; returns the number of tokens written."""
+    """Write a synthetic trace store at `path`; returns the number of tokens written.
+
+    with_global: also write the global top-k masks at the same density, selected from the same scores, as
+    a trace store of its own at `path/global_topk`. The simulator's global top-k baseline then reads them
+    instead of re-drawing every score (which costs more than the whole simulation at 7B scale).
+    """
     with TraceWriter.create(
         path, spec.meta(), with_logits=with_logits, chunk_tokens=chunk_tokens, force=force
     ) as w:
-        for block in iter_synthetic(spec):
-            logits = block.pop("logits")
-            w.append(block.pop("masks"), logits=logits if with_logits else None, **block)
+        g = None
+        if with_global and spec.kind != "global_topk":
+            meta = dataclasses.replace(spec.meta(), source=f"synthetic:{spec.kind} | global_topk")
+            g = TraceWriter.create(Path(path) / GLOBAL_TOPK_STORE, meta, chunk_tokens=chunk_tokens)
+        try:
+            for block in iter_synthetic(spec, with_logits=with_logits, with_global=g is not None):
+                fields = {name: block[name] for name in ("seq_id", "position", "token_id", "is_decode")}
+                if g is not None:
+                    g.append(block["global_masks"], **fields)
+                w.append(block["masks"], logits=block.get("logits"), **fields)
+        finally:
+            if g is not None:
+                g.close()
         return w.num_tokens

@@ -19,7 +19,8 @@ NO_REFRESH = "dram.timing.tRFC_ns=0"
 
 
 def dram_for(*overrides):
-    return build_dram(load_hwconfig(BANK64, list(overrides)).dram)
+    """bank_timing, the reference model these device-timing tests hold (bank64's default is bank_stream)."""
+    return build_dram(load_hwconfig(BANK64, ["dram.model=bank_timing", *overrides]).dram)
 
 
 def address(dram, channel, bank, row, column=0):

@@ -47,7 +47,9 @@ def small_params(**overrides) -> SimParams:
 
 @pytest.fixture(scope="module")
 def dram():
-    return build_dram(load_hwconfig("hwconfigs/bank64.yaml").dram)
+    return build_dram(
+        load_hwconfig("hwconfigs/bank64.yaml", ["dram.model=bank_timing"]).dram
+    )  # the reference
 
 
 def make_blocks(masks, is_decode, seq_id, bank_size, chunk):
