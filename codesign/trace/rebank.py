@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
@@ -44,6 +45,11 @@ def rebank_trace(
         raise TraceError(f"bank size {bank_size} does not divide the trace's intermediate size {I}")
     if not 0 < k <= bank_size:
         raise TraceError(f"k must be in 1..{bank_size}, got {k}")
+    src, dst = reader.path.resolve(), Path(out).resolve()  # symlinks and relative paths: the same store
+    if dst == src or src in dst.parents or dst in src.parents:
+        raise TraceError(
+            f"rebank output {out} is (or holds) the source store {reader.path}: choose another OUT"
+        )
     meta = rebanked_meta(reader.meta, bank_size, k, global_topk)
     with TraceWriter.create(out, meta, with_logits=True, chunk_tokens=reader.chunk_tokens, force=force) as w:
         for chunk in reader.iter_chunks():

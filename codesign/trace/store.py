@@ -17,6 +17,13 @@ Readers never look past the committed count, so a writer killed mid-chunk leaves
 and every earlier chunk readable. zarr's local store writes each chunk file to a temporary name and renames
 it into place, so even the one chunk that is rewritten (a partial tail chunk after an explicit `flush()`)
 is either the old or the new version, never a mix.
+
+The store never hands out data it does not have: zarr reads a missing chunk file as zeros, so each commit
+also records a CRC-32 per array per committed chunk (over the committed tokens of that chunk; a partial tail
+chunk's CRC is extended as it fills), every chunk is written even when all zeros, and the reader checks on
+open that the counts are sane and every committed chunk file exists, and on read that each chunk's data
+matches its CRC. Stores written before checksums (no `crc32` in commit.json) are read with the checks that
+remain possible: counts, mask chunk files present, no token without a kept channel.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import json
 import os
 import shutil
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -150,6 +158,12 @@ def _atomic_write_json(path: Path, obj: dict) -> None:
     write_text_atomic(path, json.dumps(obj))
 
 
+def _crc_rows(arr: np.ndarray, value: int = 0) -> int:
+    """CRC-32 of an array's bytes in C order, continuing from `value`: consecutive tokens are consecutive
+    bytes, so the CRC of a chunk's first n tokens extends to its first n + m without rereading them."""
+    return zlib.crc32(np.ascontiguousarray(arr).view(np.uint8).reshape(-1), value)
+
+
 def _zarr():
     import warnings
 
@@ -163,13 +177,15 @@ def _zarr():
 class TraceWriter:
     """Appends tokens to a new store; whole chunks are committed as they fill, the tail on `close()`."""
 
-    def __init__(self, path: Path, meta: TraceMeta, group, with_logits: bool, chunk_tokens: int):
-        self.path, self.meta, self._group = path, meta, group
+    def __init__(self, path: Path, meta: TraceMeta, arrays: dict, with_logits: bool, chunk_tokens: int):
+        self.path, self.meta, self._arrays = path, meta, arrays
         self.with_logits, self.chunk_tokens = with_logits, chunk_tokens
         self._committed = 0
         self._pending: list[dict[str, np.ndarray]] = []
         self._pending_tokens = 0
         self._closed = False
+        names = ["masks", *PER_TOKEN_FIELDS] + (["logits"] if with_logits else [])
+        self._crc: dict[str, list[int]] = {name: [] for name in names}  # per array, per committed chunk
 
     @classmethod
     def create(
@@ -190,11 +206,11 @@ class TraceWriter:
         if path.exists():
             if not force:
                 raise OutputExistsError(path)
-            if not (path / COMMIT_FILE).exists() and any(path.iterdir()):
+            if not path.is_dir() or (not (path / COMMIT_FILE).exists() and any(path.iterdir())):
                 raise TraceError(
                     f"{path} exists and is not a trace store; refusing to delete it even with --force"
                 )
-            shutil.rmtree(path)
+        # Metadata is validated before anything is deleted or created: a refusal leaves the disk as it was.
         meta = TraceMeta.from_dict(
             {
                 **meta.to_dict(),
@@ -204,23 +220,37 @@ class TraceWriter:
             }
         )
         zarr = _zarr()
+        if path.exists():
+            shutil.rmtree(path)
         group = zarr.open_group(str(path), mode="w-")
         group.attrs["codesign_trace"] = meta.to_dict()
         L, nbytes = meta.layers, meta.mask_bytes_per_layer
-        group.create_array(
-            "masks", shape=(MAX_TOKENS, L, nbytes), chunks=(chunk_tokens, L, nbytes), dtype="uint8"
+        # Every chunk is written, even an all-zero one (zarr skips those by default), so that a missing
+        # chunk file always means lost data and the reader can check for it on open.
+        config = {"write_empty_chunks": True}  # a runtime setting: the writer keeps these array handles
+        arrays = {}
+        arrays["masks"] = group.create_array(
+            "masks",
+            shape=(MAX_TOKENS, L, nbytes),
+            chunks=(chunk_tokens, L, nbytes),
+            dtype="uint8",
+            config=config,
         )
         for name, dtype in PER_TOKEN_FIELDS.items():
-            group.create_array(name, shape=(MAX_TOKENS,), chunks=(chunk_tokens,), dtype=dtype)
+            arrays[name] = group.create_array(
+                name, shape=(MAX_TOKENS,), chunks=(chunk_tokens,), dtype=dtype, config=config
+            )
         if with_logits:
-            group.create_array(
+            arrays["logits"] = group.create_array(
                 "logits",
                 shape=(MAX_TOKENS, L, meta.intermediate),
                 chunks=(chunk_tokens, L, meta.intermediate),
                 dtype="float16",
+                config=config,
             )
-        _atomic_write_json(path / COMMIT_FILE, {"num_tokens": 0, "chunk_tokens": chunk_tokens})
-        return cls(path, meta, group, with_logits, chunk_tokens)
+        writer = cls(path, meta, arrays, with_logits, chunk_tokens)
+        writer._commit()
+        return writer
 
     @property
     def num_tokens(self) -> int:
@@ -287,12 +317,26 @@ class TraceWriter:
     def _write(self, block: dict[str, np.ndarray]) -> None:
         start, n = self._committed, len(block["masks"])
         for name, arr in block.items():
-            self._group[name][start : start + n] = arr
+            self._arrays[name][start : start + n] = arr
+            self._extend_crc(name, arr, start)
         self._committed += n
-        # Only now do readers see these tokens.
-        _atomic_write_json(
-            self.path / COMMIT_FILE, {"num_tokens": self._committed, "chunk_tokens": self.chunk_tokens}
-        )
+        self._commit()  # only now do readers see these tokens
+
+    def _extend_crc(self, name: str, arr: np.ndarray, start: int) -> None:
+        """Fold tokens [start, start + len(arr)) into the CRCs of the chunks they fall in."""
+        crcs, pos = self._crc[name], 0
+        while pos < len(arr):
+            chunk, offset = divmod(start + pos, self.chunk_tokens)
+            take = min(self.chunk_tokens - offset, len(arr) - pos)
+            if offset:  # the partial tail chunk of an earlier flush() grows
+                crcs[chunk] = _crc_rows(arr[pos : pos + take], crcs[chunk])
+            else:
+                crcs.append(_crc_rows(arr[pos : pos + take]))
+            pos += take
+
+    def _commit(self) -> None:
+        record = {"num_tokens": self._committed, "chunk_tokens": self.chunk_tokens, "crc32": self._crc}
+        _atomic_write_json(self.path / COMMIT_FILE, record)
 
     def flush(self) -> None:
         """Commit buffered tokens now (a partial tail chunk; later appends complete it)."""
@@ -313,7 +357,7 @@ class TraceWriter:
 
 
 class TraceReader:
-    """Lazy, streaming reader of a trace store; sees only committed tokens."""
+    """Lazy, streaming reader of a trace store; sees only committed tokens, and only data that checks out."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -324,53 +368,168 @@ class TraceReader:
             raise TraceError(f"{self.path} is not a codesign trace store (no {COMMIT_FILE})")
         try:
             commit = json.loads(commit_path.read_text())
-            self.num_tokens = int(commit["num_tokens"])
-            self.chunk_tokens = int(commit["chunk_tokens"])
-        except (ValueError, KeyError, TypeError) as exc:
+            num_tokens, chunk_tokens = commit["num_tokens"], commit["chunk_tokens"]
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise TraceError(f"{commit_path} is corrupt ({exc.__class__.__name__})") from None
+        for key, value, low in (("num_tokens", num_tokens, 0), ("chunk_tokens", chunk_tokens, 1)):
+            if type(value) is not int or not low <= value <= MAX_TOKENS:
+                raise TraceError(f"{commit_path} is corrupt: {key} {value!r} is not an integer ≥ {low}")
+        self.num_tokens, self.chunk_tokens = num_tokens, chunk_tokens
         zarr = _zarr()
         try:
             self._group = zarr.open_group(str(self.path), mode="r")
             raw_meta = dict(self._group.attrs["codesign_trace"])
         except Exception as exc:  # zarr raises several types for missing/garbled metadata
             raise TraceError(
-                f"{self.path}: unreadable store metadata ({exc.__class__.__name__}: {exc})"
+                f"{self.path}: unreadable store metadata ({exc.__class__.__name__}: {_first_line(exc)})"
             ) from None
         if raw_meta.get("schema_version") != SCHEMA_VERSION:
             raise TraceError(
                 f"{self.path}: trace schema version {raw_meta.get('schema_version')} is not supported "
                 f"(this codesign reads version {SCHEMA_VERSION})"
             )
-        self.meta = TraceMeta.from_dict(raw_meta)
-        names = set(self._group.array_keys())
-        missing = {"masks", *PER_TOKEN_FIELDS} - names
+        try:
+            self.meta = TraceMeta.from_dict(raw_meta)
+        except TypeError as exc:
+            raise TraceError(f"{self.path}: unreadable trace metadata ({_first_line(exc)})") from None
+        self._arrays = self._open_arrays()
+        self.has_logits = "logits" in self._arrays
+        expected = (self.meta.layers, self.meta.mask_bytes_per_layer)
+        if tuple(self._arrays["masks"].shape[1:]) != expected:
+            raise TraceError(
+                f"{self.path}: masks have shape {self._arrays['masks'].shape[1:]} per token but the metadata "
+                f"says {expected} (layers, intermediate/8)"
+            )
+        self._crc = self._check_commit(commit.get("crc32"))
+        self._check_chunk_files()
+        self._cached: tuple[int, bool, dict[str, np.ndarray]] | None = None
+
+    @property
+    def verified(self) -> bool:
+        """True when every chunk carries a checksum (stores written before checksums get weaker checks)."""
+        return self._crc is not None
+
+    def _open_arrays(self) -> dict:
+        arrays = {}
+        for name in ("masks", *PER_TOKEN_FIELDS, "logits"):
+            if not (self.path / name / "zarr.json").is_file():
+                continue
+            try:  # one array at a time, so that a garbled zarr.json is named
+                arrays[name] = self._group[name]
+            except Exception as exc:  # JSON, KeyError, ValueError, ... from zarr's metadata parsing
+                raise TraceError(
+                    f"{self.path}: unreadable metadata of array {name} "
+                    f"({exc.__class__.__name__}: {_first_line(exc)})"
+                ) from None
+        missing = {"masks", *PER_TOKEN_FIELDS} - set(arrays)
         if missing:
             raise TraceError(f"{self.path}: store is missing arrays {sorted(missing)}")
-        expected = (self.meta.layers, self.meta.mask_bytes_per_layer)
-        if tuple(self._group["masks"].shape[1:]) != expected:
-            raise TraceError(
-                f"{self.path}: masks have shape {self._group['masks'].shape[1:]} per token but the metadata says "
-                f"{expected} (layers, intermediate/8)"
-            )
-        self.has_logits = "logits" in names
+        for name, arr in arrays.items():
+            if arr.chunks[0] != self.chunk_tokens or arr.shape[0] < self.num_tokens:
+                raise TraceError(
+                    f"{self.path}: array {name} (extent {arr.shape[0]}, chunks of {arr.chunks[0]} tokens) does "
+                    f"not hold the {self.num_tokens} committed tokens in chunks of {self.chunk_tokens}"
+                )
+        return arrays
+
+    @property
+    def num_chunks(self) -> int:
+        return -(-self.num_tokens // self.chunk_tokens)
+
+    def _check_commit(self, crc) -> dict[str, list[int]] | None:
+        """The per-chunk CRCs of commit.json, checked against the arrays and the committed count."""
+        if crc is None:
+            return None  # written before checksums: see the module docstring
+        where = f"{self.path / COMMIT_FILE} is corrupt"
+        if not isinstance(crc, dict) or set(crc) != set(self._arrays):
+            raise TraceError(f"{where}: its checksums do not cover the arrays {sorted(self._arrays)}")
+        for name, values in crc.items():
+            if not isinstance(values, list) or not all(type(v) is int for v in values):
+                raise TraceError(f"{where}: checksums of {name} are not a list of integers")
+            if len(values) != self.num_chunks:
+                raise TraceError(
+                    f"{where}: {self.num_tokens} committed tokens make {self.num_chunks} chunks of "
+                    f"{self.chunk_tokens}, but {name} has checksums for {len(values)}"
+                )
+        return crc
+
+    def _check_chunk_files(self) -> None:
+        """Every committed chunk's file exists and is not empty (zarr would read a missing one as zeros).
+        Stores without checksums may legitimately lack all-zero per-token chunks; masks never are all zero."""
+        for name in self._arrays if self._crc is not None else ("masks",):
+            arr = self._arrays[name]
+            try:
+                encode = arr.metadata.chunk_key_encoding.encode_chunk_key
+            except AttributeError:
+                return  # not a layout this codesign wrote; the per-chunk checks on read still apply
+            rest = (0,) * (len(arr.shape) - 1)
+            for chunk in range(self.num_chunks):
+                file = self.path / name / encode((chunk, *rest))
+                if not file.is_file() or file.stat().st_size == 0:
+                    raise TraceError(
+                        f"{self.path}: chunk {chunk} of {name} ({self._span(chunk)}) is missing: "
+                        f"{file.relative_to(self.path)} {'is empty' if file.is_file() else 'not found'}"
+                    )
+
+    def _span(self, chunk: int) -> str:
+        first = chunk * self.chunk_tokens
+        return f"tokens {first}..{min(first + self.chunk_tokens, self.num_tokens) - 1}"
 
     def __len__(self) -> int:
         return self.num_tokens
+
+    def _chunk(self, chunk: int, with_logits: bool) -> dict[str, np.ndarray]:
+        """The committed tokens of one store chunk, checked against its CRCs (the last one is kept)."""
+        if self._cached is not None and self._cached[0] == chunk and (self._cached[1] or not with_logits):
+            data = self._cached[2]
+            return data if with_logits else {k: v for k, v in data.items() if k != "logits"}
+        lo = chunk * self.chunk_tokens
+        hi = min(lo + self.chunk_tokens, self.num_tokens)
+        names = ["masks", *PER_TOKEN_FIELDS] + (["logits"] if with_logits else [])
+        data = {}
+        for name in names:
+            try:
+                data[name] = self._arrays[name][lo:hi]
+            except Exception as exc:
+                raise TraceError(
+                    f"{self.path}: chunk {chunk} of {name} ({self._span(chunk)}) is unreadable (truncated "
+                    f"or corrupt chunk: {exc.__class__.__name__})"
+                ) from None
+            if self._crc is not None and _crc_rows(data[name]) != self._crc[name][chunk]:
+                raise TraceError(
+                    f"{self.path}: chunk {chunk} of {name} ({self._span(chunk)}) does not match its "
+                    "checksum (changed, truncated or replaced after it was committed)"
+                )
+        if self._crc is None:
+            empty = ~data["masks"].any(axis=-1)  # (T, L): no kept channel at all, i.e. data never written
+            if empty.any():
+                t, layer = np.argwhere(empty)[0]
+                raise TraceError(
+                    f"{self.path}: chunk {chunk} of masks ({self._span(chunk)}): token {lo + t} layer {layer} "
+                    "keeps no channel (missing or zeroed data)"
+                )
+        self._cached = (chunk, with_logits, data)
+        return data
 
     def read(self, start: int, stop: int, *, with_logits: bool = True) -> TraceChunk:
         """Tokens [start, stop) as one chunk (clipped to the committed tokens)."""
         stop = min(stop, self.num_tokens)
         if not 0 <= start <= stop:
             raise TraceError(f"{self.path}: token range [{start}, {stop}) outside 0..{self.num_tokens}")
-        g = self._group
-        try:
-            fields = {name: g[name][start:stop] for name in ("masks", *PER_TOKEN_FIELDS)}
-            logits = g["logits"][start:stop] if (self.has_logits and with_logits) else None
-        except Exception as exc:
-            raise TraceError(
-                f"{self.path}: tokens {start}..{stop} are unreadable (truncated or corrupt chunk: "
-                f"{exc.__class__.__name__})"
-            ) from None
+        with_logits = self.has_logits and with_logits
+        C = self.chunk_tokens
+        parts = []
+        for chunk in range(start // C, -(-stop // C)):
+            data, base = self._chunk(chunk, with_logits), chunk * C
+            parts.append({k: v[max(start - base, 0) : stop - base] for k, v in data.items()})
+        if len(parts) == 1:
+            fields = parts[0]
+        elif parts:
+            fields = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        else:  # an empty range
+            fields = {k: self._arrays[k][start:start] for k in ("masks", *PER_TOKEN_FIELDS)}
+            fields["logits"] = self._arrays["logits"][start:start] if with_logits else None
+        logits = fields.pop("logits", None)
         return TraceChunk(start=start, mask_bits=fields.pop("masks"), logits=logits, **fields)
 
     def iter_chunks(self, tokens: int | None = None, *, with_logits: bool = True) -> Iterator[TraceChunk]:
@@ -380,3 +539,8 @@ class TraceReader:
             raise TraceError(f"chunk size must be positive, got {step}")
         for start in range(0, self.num_tokens, step):
             yield self.read(start, start + step, with_logits=with_logits)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__

@@ -10,11 +10,9 @@ errors that name the file and the key.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from codesign.errors import ConfigError
@@ -117,6 +115,10 @@ class TrainSpec(_Strict):
     trace_logits: bool = False
     eval_tokens: int = Field(8192, gt=0)
     eval_seq_len: int | None = Field(None, gt=0)
+    # KL over the teacher's top-k tokens (+ one tail bucket), the teacher's answers cached on disk per batch
+    # and shared by every run with the same teacher and data order (codesign/train/teacher.py); 0 = the full
+    # vocabulary, recomputed every step.
+    kl_topk: int = Field(0, ge=0)
     # Validation perplexity every N global steps (learning curves in evals.jsonl); 0 = only at stage ends.
     eval_every: int = Field(0, ge=0)
 
@@ -177,28 +179,12 @@ class Recipe(_Strict):
         return self.model_dump(mode="json")
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-4` as a float (YAML 1.1 wants `1.0e-4`; people write `1e-4`)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
-    ),
-    list("-+0123456789."),
-)
-
-
 def load_recipe(path: str | os.PathLike) -> Recipe:
     """Read and validate a recipe YAML; ConfigError naming the file and key on any problem."""
+    from codesign.yamlio import load_yaml
+
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"recipe file not found: {p}")
-    try:
-        data = yaml.load(p.read_text(), Loader=_Loader)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    data = load_yaml(p, "recipe file")  # binary, non-UTF-8, duplicate keys, inf/nan: one line each
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a recipe is a YAML mapping, got {type(data).__name__}")
     return recipe_from_dict(data, where=str(p))

@@ -212,3 +212,90 @@ def test_bad_meta_is_rejected():
         small_meta(bank_size=48)
     with pytest.raises(TraceError, match="exceeds bank_size"):
         small_meta(k=65)
+
+
+# ---- the store never hands out data it does not have ----------------------------------------------------
+def _commit(path: Path, **changes):
+    doc = json.loads((path / "commit.json").read_text())
+    doc.update(changes)
+    (path / "commit.json").write_text(json.dumps(doc))
+
+
+def _read_all(path):
+    r = TraceReader(path)
+    return sum(c.num_tokens for c in r.iter_chunks())
+
+
+def _swap_chunks(path: Path):
+    """Chunk 1's masks file in place of chunk 0's: a valid zarr chunk, but not the data committed there."""
+    (path / "masks/c/0/0/0").write_bytes((path / "masks/c/1/0/0").read_bytes())
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: (p / "masks/c/1/0/0").unlink(), "chunk 1 of masks (tokens 8..15) is missing"),
+        (lambda p: (p / "seq_id/c/2").unlink(), "chunk 2 of seq_id (tokens 16..19) is missing"),
+        (lambda p: (p / "token_id/c/0").write_bytes(b""), "chunk 0 of token_id (tokens 0..7) is missing"),
+        (_swap_chunks, "chunk 0 of masks (tokens 0..7) does not match its checksum"),
+        (lambda p: _commit(p, num_tokens=30), "30 committed tokens make 4 chunks of 8"),
+        (lambda p: _commit(p, num_tokens=22), "chunk 2 of masks (tokens 16..21) does not match"),
+        (lambda p: _commit(p, num_tokens=-5), "num_tokens -5 is not an integer ≥ 0"),
+        (lambda p: _commit(p, chunk_tokens=0), "chunk_tokens 0 is not an integer ≥ 1"),
+        (lambda p: _commit(p, num_tokens=True), "num_tokens True is not an integer"),
+        (lambda p: _commit(p, crc32={"masks": [1, 2, 3]}), "do not cover the arrays"),
+        (lambda p: (p / "masks/zarr.json").write_text("{garbage"), "unreadable metadata of array masks"),
+        (lambda p: (p / "commit.json").write_bytes(b"\xff\xfe"), "commit.json is corrupt"),
+    ],
+)
+def test_missing_changed_or_phantom_chunks_are_refused(tmp_path, damage, message):
+    path = write_small(tmp_path / "t.zarr")
+    assert _read_all(path) == 20
+    damage(path)
+    with pytest.raises(TraceError) as exc:
+        _read_all(path)
+    text = str(exc.value)
+    assert message in text and str(path) in text and "\n" not in text, text
+
+
+def test_partial_tail_checksums_extend_as_the_chunk_fills(tmp_path):
+    rng = np.random.default_rng(3)
+    path = tmp_path / "t.zarr"
+    w = TraceWriter.create(path, small_meta(), chunk_tokens=8, with_logits=True)
+    toks = [random_tokens(rng, n, with_logits=True) for n in (3, 4, 6)]
+    for tok in toks:  # every commit leaves a partial tail chunk that the next one grows
+        w.append(**tok)
+        w.flush()
+        r = TraceReader(path)
+        assert r.verified and _read_all(path) == r.num_tokens
+    w.close()
+    got = TraceReader(path).read(0, 13)
+    np.testing.assert_array_equal(got.masks(), np.concatenate([t["masks"] for t in toks]))
+    np.testing.assert_array_equal(got.logits, np.concatenate([t["logits"] for t in toks]))
+
+
+def test_all_zero_chunks_are_written_and_checked(tmp_path):
+    """zarr skips all-zero chunks by default; a store must write them so a missing file means lost data."""
+    path = tmp_path / "t.zarr"
+    with TraceWriter.create(path, small_meta(), chunk_tokens=4) as w:
+        w.append(np.ones((8, 3, 128), bool), seq_id=0, position=0, token_id=0, is_decode=False)
+    assert (path / "is_decode/c/1").is_file()
+    (path / "is_decode/c/1").unlink()
+    with pytest.raises(TraceError, match="chunk 1 of is_decode"):
+        TraceReader(path)
+
+
+def test_store_without_checksums_keeps_the_checks_it_can(tmp_path):
+    """A store written before checksums reads as before; phantom tokens (all-zero masks) are refused."""
+    path = write_small(tmp_path / "t.zarr")
+    doc = json.loads((path / "commit.json").read_text())
+    del doc["crc32"]
+    (path / "commit.json").write_text(json.dumps(doc))
+    r = TraceReader(path)
+    assert not r.verified and _read_all(path) == 20
+    _commit(path, num_tokens=23)
+    with pytest.raises(TraceError, match="token 20 layer 0 keeps no channel"):
+        _read_all(path)
+    _commit(path, num_tokens=40)
+    with pytest.raises(TraceError, match="chunk 3 of masks .* is missing"):
+        TraceReader(path)

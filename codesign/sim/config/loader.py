@@ -7,12 +7,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from codesign.errors import ConfigError
 from codesign.sim.config.hwconfig import HwConfig
+from codesign.sim.config.limits import check_memory, check_numbers
 from codesign.sim.config.sections import KeyedError
+from codesign.yamlio import load_yaml, loads_yaml
 
 # PyYAML (YAML 1.1) reads `1e9` and `1.0e9` as strings (it wants `1.0e+9`); strict fields would reject them.
 _SCIENTIFIC = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
@@ -23,12 +24,7 @@ def load_hwconfig(path: str | Path, overrides: Sequence[str] = ()) -> HwConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: hwconfig not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{line}: {getattr(exc, 'problem', exc)}") from None
+    data = load_yaml(path, "hwconfig")  # binary, non-UTF-8, duplicate keys, inf/nan: one line each
     return parse_hwconfig(data, source=str(path), overrides=overrides)
 
 
@@ -42,12 +38,14 @@ def parse_hwconfig(data: Any, source: str = "<dict>", overrides: Sequence[str] =
     for item in overrides:
         _apply_override(raw, item, source)
     raw = _deep_copy(raw)  # again: numbers in overrides are normalised the same way
+    check_numbers(raw, source)  # inf, nan, absurd magnitudes: before pydantic, so any new field is covered
     try:
         cfg = HwConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
     cfg._source = source
     cfg._raw = raw
+    check_memory(cfg)  # refuse state that cannot fit rather than attempt a multi-PiB allocation
     return cfg
 
 
@@ -70,9 +68,9 @@ def _apply_override(raw: dict, item: str, source: str) -> None:
     parts = key.split(".")
     _check_schema_path(parts, source)
     try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
-        raise ConfigError(f"{source}: {key}: cannot parse override value {text!r}") from None
+        value = loads_yaml(text, source=f"--set {key}", finite=False) if text.strip() else None
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {key}: cannot parse override value {text!r}") from exc
     node = raw
     for i, part in enumerate(parts[:-1]):
         child = node.get(part)
