@@ -13,6 +13,7 @@ import sys
 import click
 
 from codesign import __version__
+from codesign.cli.params import bound_numbers
 from codesign.errors import CodesignError
 
 # (module, attribute) of every command; each module owns one user job.
@@ -23,6 +24,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("codesign.cli.kernels", "kernels"),
     ("codesign.cli.model", "upcycle"),
     ("codesign.cli.model", "eval_group"),
+    ("codesign.cli.validate", "validate"),
 ]
 
 
@@ -34,6 +36,7 @@ def cli() -> None:
 
 for _module, _attr in COMMANDS:
     cli.add_command(getattr(importlib.import_module(_module), _attr))
+bound_numbers(cli)  # every int option fits int64, every float is finite: refused while parsing, before work
 
 
 def main(argv: list[str] | None = None) -> None:
