@@ -17,7 +17,17 @@ the engine's own cost.
         # ... and the same full-size runs with the codesign package of another checkout (e.g. a git worktree
         # of the previous commit), in the same run: before / after ratios
 
-Writes bench/results/sim_throughput.json. Numbers at sizes below 32K tokens are extrapolated linearly
+The command users run (`--cli`): `codesign simulate --hw hwconfigs/bank64.yaml --trace T` on synthetic
+Qwen2.5-7B traces (uniform, one sequence, written by `codesign trace synth`), every variant the report shows
+(sparse, dense, global top-k), default DRAM model and `--set dram.model=ideal`, each in its own process with
+a warm numba cache (a user's second run); wall and CPU seconds (user + sys: less sensitive to the training
+runs sharing the CPU), load average beside each. With --baseline-src the other checkout runs the same
+command on the same trace (at --cli-baseline-tokens: the old code is slow). 32K tokens are extrapolated
+from the per-token slope between the two sizes measured and labelled so.
+
+    .venv/bin/python bench/sim_throughput.py --cli --cli-tokens 256 1024 --baseline-src /tmp/sim-before
+
+Writes bench/results/sim_throughput.json (--cli alone updates only its "cli" entry). Numbers at sizes below 32K tokens are extrapolated linearly
 (cost per bank-step is flat: every step is an independent draw of the same statistics) and labelled so.
 """
 
@@ -28,12 +38,17 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import write_result  # noqa: E402
 
 HIDDEN, INTER, LAYERS, B, K = 3584, 18944, 28, 64, 16
 FULL_TOKENS = 32768
@@ -206,6 +221,75 @@ def extrapolate(m: dict, tokens: int = FULL_TOKENS) -> dict:
     }
 
 
+def run_cli(args_list: list[str], src: Path | None = None) -> dict:
+    """One `codesign ...` command in a fresh process: wall and CPU seconds, load average before and after."""
+    env = {**os.environ, "PYTHONPATH": str(src.resolve())} if src is not None else None
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "codesign", *args_list], check=True, capture_output=True, env=env)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "load_average_1min": [load, os.getloadavg()[0]]}
+
+
+def cli_bench(sizes: list[int], baseline_tokens: int, src: Path | None, workdir: Path) -> dict:
+    """`codesign simulate` on synthetic Qwen2.5-7B traces of `sizes` decode tokens (see the docstring)."""
+    root = Path(__file__).resolve().parents[1]
+    sims = {"bank_stream (default)": [], "ideal": ["--set", "dram.model=ideal"]}
+    codes = {"after": (root, root)}  # this checkout's package, even if another one is installed
+    if src is not None:
+        codes["before"] = (src.resolve(), src)
+    out: dict = {"sizes": {}, "baseline_src": str(src) if src else None}
+    tiny = workdir / "warmup.zarr"
+    run_cli(["trace", "synth", str(tiny), "--preset", "smollm2-135m", "--decode-tokens", "4", "--force"])
+    for checkout, pypath in codes.values():  # compile / load each checkout's numba cache: a second run
+        run_cli(["simulate", "--hw", str(checkout / "hwconfigs/bank64.yaml"), "--trace", str(tiny)], pypath)
+    for tokens in sorted(set(sizes) | ({baseline_tokens} if src else set())):
+        trace = workdir / f"qwen7b-{tokens}.zarr"
+        synth = run_cli(["trace", "synth", str(trace), "--preset", "qwen2.5-7b", "--decode-tokens", str(tokens),
+                         "--sequences", "1", "--force"])  # fmt: skip
+        row = {"synth": synth}
+        for code, (checkout, pypath) in codes.items():
+            if code == "before" and tokens != baseline_tokens:
+                continue
+            for name, extra in sims.items():
+                cmd = ["simulate", "--hw", str(checkout / "hwconfigs/bank64.yaml"), "--trace", str(trace),
+                       "--json", str(workdir / "r.json"), "--force", *extra]  # fmt: skip
+                m = run_cli(cmd, pypath)
+                report = json.loads((workdir / "r.json").read_text())
+                m["cycles"] = {
+                    "sparse": report["totals"]["cycles"],
+                    "dense": report["dense_baseline"]["totals"]["cycles"],
+                    "global_topk": (report["global_topk"] or {}).get("totals", {}).get("cycles"),
+                }
+                row[f"{code} {name}"] = m
+        out["sizes"][str(tokens)] = row
+        shutil.rmtree(trace)
+    lo, hi = (str(min(sizes)), str(max(sizes)))
+    summary = {}
+    for name in sims:
+        if lo == hi:
+            break
+        for unit in ("wall_s", "cpu_s"):
+            a, b = out["sizes"][lo][f"after {name}"][unit], out["sizes"][hi][f"after {name}"][unit]
+            slope = (b - a) / (int(hi) - int(lo))
+            summary[f"{name} {unit} at {FULL_TOKENS} tokens (extrapolated from {lo} and {hi})"] = (
+                b + slope * (FULL_TOKENS - int(hi))
+            )
+    if src is not None:
+        row = out["sizes"][str(baseline_tokens)]
+        for name in sims:
+            for unit in ("wall_s", "cpu_s"):
+                summary[f"{name} before/after {unit} at {baseline_tokens} tokens"] = (
+                    row[f"before {name}"][unit] / row[f"after {name}"][unit]
+                )
+    out["summary"] = summary
+    out["target"] = {"tokens": FULL_TOKENS, "default_s": 60.0, "ideal_s": 20.0, "cores": os.cpu_count()}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -230,7 +314,23 @@ def main() -> None:
         help="checkout whose codesign package to measure too, full size (with --full-ideal / --full-stream)",
     )
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--cli", action="store_true", help="measure only the command users run (updates 'cli')")
+    ap.add_argument("--cli-tokens", type=int, nargs="+", default=[256, 1024], help="trace sizes for --cli")
+    ap.add_argument("--cli-baseline-tokens", type=int, default=128, help="trace size for --baseline-src")
     args = ap.parse_args()
+    if args.cli:
+        with tempfile.TemporaryDirectory() as tmp:
+            cli = cli_bench(args.cli_tokens, args.cli_baseline_tokens, args.baseline_src, Path(tmp))
+        old = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "sim_throughput"}
+        old["cli"] = cli
+        old["cli_machine"] = {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average": os.getloadavg(),
+        }
+        write_result(args.out, old)
+        print(json.dumps(cli["summary"], indent=2))
+        return
     if args.profile_only:
         print(json.dumps(profile_stages(args.profile_tokens), indent=2))
         return
@@ -342,10 +442,11 @@ def main() -> None:
         "profile_stages": profile,
         "runs": runs,
     }  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    old = json.loads(args.out.read_text()) if args.out.exists() else {}
+    for key in ("cli", "cli_machine"):  # kept from the last --cli run
+        if key in old:
+            out[key] = old[key]
+    write_result(args.out, out)
     print(json.dumps(summary, indent=2))
 
 
