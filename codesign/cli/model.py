@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from codesign.cli.params import OutputPath, at_least
 from codesign.cli.render import console, print_kv_table, write_json_output
 
 
@@ -34,9 +35,11 @@ from codesign.cli.render import console, print_kv_table, write_json_output
     show_default=True,
     help="How training gradients reach the predictor (recorded in the checkpoint).",
 )
-@click.option("--fit-tokens", type=int, default=4096, show_default=True, help="Tokens for --init fit.")
+@click.option(
+    "--fit-tokens", type=at_least(1), default=4096, show_default=True, help="Tokens for --init fit."
+)
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--out", "out_dir", required=True, type=OutputPath(file_okay=False), help="Output directory.")
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
 def upcycle(model_spec, bank_size, k, rank, init, mode, estimator, fit_tokens, dtype, out_dir, force) -> None:
     """Turn a dense SwiGLU checkpoint into a predictor-gated bank-sparse one."""
@@ -68,10 +71,10 @@ def eval_group() -> None:
     "--split", type=click.Choice(["train", "validation", "test"]), default="validation", show_default=True
 )
 @click.option(
-    "--max-tokens", type=int, default=None, help="Evaluate at most this many tokens (whole windows)."
+    "--max-tokens", type=at_least(1), default=None, help="Evaluate at most this many tokens (whole windows)."
 )
-@click.option("--context-len", type=int, default=512, show_default=True)
-@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--context-len", type=at_least(2), default=512, show_default=True)
+@click.option("--batch-size", type=at_least(1), default=4, show_default=True)
 @click.option(
     "--mode",
     type=click.Choice(["bank_topk", "global_topk", "dense", "oracle", "threshold"]),
@@ -79,9 +82,12 @@ def eval_group() -> None:
     help="Override a sparse checkpoint's mode.",
 )
 @click.option("--no-recall", is_flag=True, help="Skip predictor recall vs the oracle (sparse models).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write results here.")
+@click.option("--json", "json_out", type=OutputPath(dir_okay=False), default=None, help="Write results here.")
 @click.option(
-    "--trace-out", type=click.Path(), default=None, help="Record every window's routing to a new trace store."
+    "--trace-out",
+    type=OutputPath(file_okay=False),
+    default=None,
+    help="Record every window's routing to a new trace store.",
 )
 @click.option("--force", is_flag=True, help="Overwrite the --json file / trace store if they exist.")
 def ppl(

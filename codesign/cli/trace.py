@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import click
 import numpy as np
 
+from codesign.cli.params import OutputPath
 from codesign.cli.render import console, print_kv_table, write_json_output
+from codesign.errors import TraceError
 
 
 @click.group()
@@ -14,7 +19,7 @@ def trace() -> None:
 
 
 @trace.command()
-@click.argument("out", type=click.Path(dir_okay=True, file_okay=False))
+@click.argument("out", type=OutputPath(file_okay=False))
 @click.option(
     "--kind",
     type=click.Choice(["uniform", "zipf", "correlated", "global_topk"]),
@@ -92,8 +97,16 @@ def synth(
         model_name=preset or "synthetic",
         **shape,
     )
-    with console(stderr=True).status(f"writing {spec.num_tokens} synthetic tokens"):
-        n = write_synthetic(spec, out, with_logits=with_logits, force=force)
+    _check_synth_fits(spec, with_logits, Path(out))
+    existed = Path(out).exists()
+    try:
+        with console(stderr=True).status(f"writing {spec.num_tokens} synthetic tokens"):
+            n = write_synthetic(spec, out, with_logits=with_logits, force=force)
+    except BaseException:
+        # A refused or interrupted synth leaves no half-made store (a replaced one was already deleted).
+        if (existed and force or not existed) and (Path(out) / "commit.json").is_file():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     click.echo(
         f"wrote {n} tokens ({kind}, {shape['layers']} layers × {shape['intermediate']} channels, "
         f"{k}/{bank_size}) to {out}"
@@ -106,7 +119,7 @@ def synth(
     "--bank-size", "-B", type=int, default=None, help="Re-bank the statistics (default: as recorded)."
 )
 @click.option(
-    "--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write JSON here."
+    "--json", "json_out", type=OutputPath(dir_okay=False), default=None, help="Also write JSON here."
 )
 @click.option("--force", is_flag=True, help="Overwrite the JSON file if it exists.")
 def info(path, bank_size, json_out, force) -> None:
@@ -115,6 +128,13 @@ def info(path, bank_size, json_out, force) -> None:
     from codesign.trace.store import TraceReader
 
     reader = TraceReader(path)
+    I = reader.meta.intermediate
+    if bank_size is not None and (bank_size <= 0 or I % bank_size):
+        raise click.BadParameter(
+            f"{bank_size} must be a positive divisor of the trace's intermediate size {I}", param_hint="-B"
+        )
+    if json_out and _inside(Path(json_out), reader.path):
+        raise click.BadParameter(f"{json_out} is inside the trace store {path}", param_hint="--json")
     stats = trace_stats(reader, bank_size=bank_size)
     meta = reader.meta
     kind = "SYNTHETIC" if meta.synthetic else "recorded"
@@ -148,7 +168,7 @@ def info(path, bank_size, json_out, force) -> None:
 
 @trace.command()
 @click.argument("src", type=click.Path())
-@click.argument("out", type=click.Path(dir_okay=True, file_okay=False))
+@click.argument("out", type=OutputPath(file_okay=False))
 @click.option("--bank-size", "-B", type=int, required=True, help="New bank size.")
 @click.option("--k", "-k", type=int, required=True, help="New kept channels per bank.")
 @click.option(
@@ -164,3 +184,33 @@ def rebank(src, out, bank_size, k, global_topk, force) -> None:
     click.echo(
         f"wrote {n} tokens re-selected at {k}/{bank_size}{' (global top-k)' if global_topk else ''} to {out}"
     )
+
+
+def _inside(path: Path, store: Path) -> bool:
+    path, store = path.resolve(), store.resolve()
+    return path == store or store in path.parents
+
+
+def _check_synth_fits(spec, with_logits: bool, out: Path) -> None:
+    """Refuse a synthetic trace whose working set exceeds memory or whose store cannot fit on disk."""
+    from codesign.sim.config.limits import format_bytes, physical_memory_bytes
+
+    cells = spec.layers * spec.intermediate  # per token
+    # One block of 256 tokens: float32 scores, fp16 logits, bool bank and global masks, and the int64
+    # sort order of bank top-k: ≈ 16 B per token × layer × channel, with room for one temporary copy.
+    working = 256 * cells * 24
+    if working > physical_memory_bytes():
+        raise TraceError(
+            f"--layers {spec.layers} × --intermediate {spec.intermediate}: generating needs ≈ "
+            f"{format_bytes(working)} of memory (estimated), more than this machine's "
+            f"{format_bytes(physical_memory_bytes())}"
+        )
+    stored = spec.num_tokens * (2 * cells // 8 + (2 * cells if with_logits else 0) + 26)  # + global top-k
+    parent = next((p for p in out.absolute().parents if p.exists()), Path("/"))
+    free = shutil.disk_usage(parent).free
+    if stored > free:
+        raise TraceError(
+            f"{spec.num_tokens} tokens × {spec.layers} layers × {spec.intermediate} channels need ≈ "
+            f"{format_bytes(stored)} on disk (estimated, uncompressed), more than the {format_bytes(free)} "
+            f"free under {parent}"
+        )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -97,12 +99,24 @@ def evaluate_checkpoint(
     """
     from codesign.data.corpus import load_corpus, windows_for_eval
     from codesign.eval.recall import track_recall
-    from codesign.sparse.io import load_model
+    from codesign.sparse.io import check_checkpoint_dir, load_model
     from codesign.sparse.upcycle import current_config, set_mode, sparse_modules
 
+    # Arguments first, then the files: a refusal costs milliseconds, never a model load.
+    if context_len < 2:
+        raise ConfigError(f"context length must be at least 2 tokens (one predicted), got {context_len}")
+    if max_tokens is not None and max_tokens < context_len:
+        raise ConfigError(f"max_tokens {max_tokens} is less than one window of context length {context_len}")
+    if batch_size <= 0:
+        raise ConfigError(f"batch_size must be positive, got {batch_size}")
+    path = Path(model_spec)
+    if path.is_dir() and (path / "config.json").is_file():
+        check_checkpoint_dir(path, need_tokenizer=True)
+        _check_context(context_len, _config_max_position(path / "config.json"), model_spec)
     model, tokenizer = load_model(model_spec)
     if tokenizer is None:
         raise ModelError(f"{model_spec} has no tokenizer files: cannot tokenise the corpus")
+    _check_context(context_len, getattr(model.config, "max_position_embeddings", None), model_spec)
     sparse = bool(sparse_modules(model))
     if mode is not None:
         if not sparse:
@@ -147,3 +161,18 @@ def evaluate_checkpoint(
         "corpus": corpus.describe(),
         "trace": None if capture is None else {"path": str(trace_out), "tokens": capture.num_tokens},
     }
+
+
+def _config_max_position(config_json: Path) -> int | None:
+    try:
+        value = json.loads(config_json.read_text()).get("max_position_embeddings")
+    except (ValueError, UnicodeDecodeError):
+        raise ModelError(f"{config_json} is not valid JSON") from None
+    return value if isinstance(value, int) else None
+
+
+def _check_context(context_len: int, max_position: int | None, model_spec) -> None:
+    if max_position and context_len > max_position:
+        raise ConfigError(
+            f"context length {context_len} exceeds {model_spec}'s maximum position {max_position}"
+        )

@@ -23,6 +23,43 @@ from codesign.sparse.upcycle import current_config, sparse_modules, upcycle
 
 SMOLLM2 = "smollm2-135m"
 SPARSITY_KEY = "codesign_sparsity"
+# Files that carry a vocabulary; a tokenizer_config.json alone makes transformers build an empty tokenizer.
+VOCAB_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
+
+
+def has_tokenizer(path: str | os.PathLike) -> bool:
+    """True when the checkpoint directory holds a vocabulary (not just a tokenizer config)."""
+    return any((Path(path) / name).is_file() for name in VOCAB_FILES)
+
+
+def check_safetensors(file: Path) -> None:
+    """Refuse a truncated or garbled .safetensors file from its header alone (no tensor is read).
+
+    Layout: 8-byte little-endian header length N, N bytes of JSON, then the data; each tensor's
+    `data_offsets` end must lie inside the data."""
+    size = file.stat().st_size
+    try:
+        with file.open("rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if size < 8 or n > size - 8:
+                raise ValueError(f"header of {n} bytes")
+            header = json.loads(f.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise ModelError(f"{file}: not a valid safetensors file ({size} bytes; {exc})") from None
+    if 8 + n + end > size:
+        raise ModelError(f"{file}: truncated safetensors file ({size} bytes, its header needs {8 + n + end})")
+
+
+def check_checkpoint_dir(path: str | os.PathLike, *, need_tokenizer: bool) -> None:
+    """Cheap checks of an HF checkpoint directory before any model is built (weights, tokenizer)."""
+    path = Path(path)
+    for file in sorted(path.glob("*.safetensors")):
+        check_safetensors(file)
+    if need_tokenizer and not has_tokenizer(path):
+        raise ModelError(
+            f"{path} has no tokenizer files ({', '.join(VOCAB_FILES)}): cannot tokenise text with it"
+        )
 
 
 def load_dense(spec: str | os.PathLike, dtype: torch.dtype = torch.float32) -> tuple[nn.Module, object]:
@@ -41,6 +78,7 @@ def load_dense(spec: str | os.PathLike, dtype: torch.dtype = torch.float32) -> t
         if ggufs:
             return _load_gguf(ggufs[0], dtype)
         raise ModelError(f"{path} is not a Hugging Face checkpoint directory (no config.json)")
+    check_checkpoint_dir(path, need_tokenizer=True)
     try:
         with _quiet_transformers():
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
@@ -134,6 +172,7 @@ def load_sparse(model_dir: str | os.PathLike) -> tuple[nn.Module, object]:
         raise ModelError(
             f"{path}/config.json has no {SPARSITY_KEY}: not a sparse checkpoint (use load_dense)"
         )
+    check_checkpoint_dir(path, need_tokenizer=False)
     config = AutoConfig.from_pretrained(path)
     model = AutoModelForCausalLM.from_config(config, dtype=getattr(config, "dtype", None) or torch.float32)
     upcycle(model, cfg.replace(init="random"))  # structure only: every weight comes from the files below
@@ -153,7 +192,7 @@ def load_sparse(model_dir: str | os.PathLike) -> tuple[nn.Module, object]:
         raise ModelError(
             f"{path}: weights do not match the architecture ({'missing' if missing else 'unexpected'} {key})"
         )
-    tokenizer = AutoTokenizer.from_pretrained(path) if (path / "tokenizer_config.json").is_file() else None
+    tokenizer = AutoTokenizer.from_pretrained(path) if has_tokenizer(path) else None
     return model.eval(), tokenizer
 
 

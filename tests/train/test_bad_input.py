@@ -76,3 +76,22 @@ def test_existing_outputs_are_not_overwritten(tiny_recipe_dict, write_recipe, tm
     (out / "metrics.jsonl").write_text("old run\n")
     err = _fails(["train", "--recipe", recipe, "--out", str(out)], capsys)
     assert "already exists" in err and (out / "metrics.jsonl").read_text() == "old run\n"
+
+
+def test_refused_run_leaves_nothing_behind(tiny_recipe_dict, write_recipe, tmp_path, capsys):
+    """A run refused after the trainer started (context above the model's limit) removes the run directory
+    and trace store it created, so nothing is left for a rerun to mistake for a run."""
+    tiny_recipe_dict["stages"][1]["seq_len"] = 1024
+    recipe = str(write_recipe(tiny_recipe_dict))
+    out, trace = tmp_path / "runs" / "o", tmp_path / "t.zarr"
+    for _ in range(2):  # the rerun is refused the same way, not with "already exists"
+        err = _fails(["train", "--recipe", recipe, "--out", str(out), "--trace-out", str(trace)], capsys)
+        assert "exceeds the model's context limit" in err
+        assert not out.exists() and not trace.exists()
+
+
+def test_output_under_a_file_is_refused_before_the_run(tiny_recipe_dict, write_recipe, tmp_path, capsys):
+    (tmp_path / "f").write_text("a file")
+    recipe = str(write_recipe(tiny_recipe_dict))
+    err = _fails(["train", "--recipe", recipe, "--out", str(tmp_path / "f" / "run")], capsys)
+    assert "is a file, not a directory" in err and "--out" in err
