@@ -6,6 +6,7 @@ import os
 
 import click
 
+from codesign.cli.params import OutputPath
 from codesign.cli.render import console, print_kv_table, write_json_output
 from codesign.errors import OutputExistsError
 
@@ -28,7 +29,7 @@ def kernels() -> None:
 @click.option("--dtype", type=click.Choice(list(DTYPES)), default="bf16", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
-    "--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the report here."
+    "--json", "json_path", type=OutputPath(dir_okay=False), default=None, help="Write the report here."
 )
 @click.option("--force", is_flag=True, help="Overwrite the --json file if it exists.")
 def probe(op, hidden, intermediate, bank_size, k, tokens, dtype, seed, json_path, force) -> None:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from codesign.cli.params import OutputPath
+
 
 @click.command()
 @click.option("--hw", "hw", required=True, type=click.Path(dir_okay=False), help="Hardware config YAML.")
@@ -17,11 +19,11 @@ import click
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key by dotted path, e.g. --set dram.stacks=2 (repeatable).")  # fmt: skip
 @click.option(
-    "--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the report as JSON."
+    "--json", "json_path", type=OutputPath(dir_okay=False), default=None, help="Write the report as JSON."
 )
-@click.option("--csv", "csv_dir", type=click.Path(file_okay=False), default=None,
+@click.option("--csv", "csv_dir", type=OutputPath(file_okay=False), default=None,
               help="Write totals.csv, per_layer.csv, per_bank.csv into this directory.")  # fmt: skip
-@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
+@click.option("--plot", "plot_dir", type=OutputPath(file_okay=False), default=None,
               help="Write PNG plots (stall breakdown, bank load, DRAM per layer) into this directory.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 def simulate(hw, trace_path, batch, overrides, json_path, csv_dir, plot_dir, force) -> None:
