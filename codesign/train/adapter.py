@@ -1,9 +1,12 @@
 """Adapters: what training changed, shipped as a small file applied over the unchanged base checkpoint.
 
-An adapter is one safetensors file holding the tensors a sparse run trained (for the SmolLM2 recipe: the
-30 low-rank predictors, fp16) and, in its header, the base model it applies to, the sparsity config that
-rebuilds the architecture, and the provenance of the run. `apply_adapter(base, path)` upcycles a freshly
-loaded dense base model and loads the tensors; `load_adapted(path)` does both from the path alone.
+An adapter is one safetensors file holding the tensors a sparse run trained (the low-rank predictors, fp16)
+and, when the run also trained the FFN, a low-rank delta per FFN weight: `W = W_base + A @ B` with
+`<weight>.delta_a` (out, r) and `<weight>.delta_b` (r, in), the rank-r truncated SVD of what training changed
+(the singular values folded into A). Its header names the base model it applies to (with a fingerprint of the
+base file), the sparsity config that rebuilds the architecture, the delta rank and the provenance of the run.
+`apply_adapter(base, path)` upcycles a freshly loaded dense base model, adds the deltas and loads the
+predictors; `load_adapted(path)` does both from the path alone.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from codesign.atomic import atomic_path
 from codesign.errors import ModelError, OutputExistsError
 
 HEADER_KEY = "codesign_adapter"
-ADAPTER_TRAINABLE = ("predictor", "predictor+norms")  # stages whose result ships as an adapter
+ADAPTER_TRAINABLE = ("predictor", "predictor+norms")  # stages whose result ships as an adapter as is
+DELTA_TRAINABLE = ("predictor+ffn", "ffn")  # ... and those whose FFN change ships as a low-rank delta
+DELTA_A, DELTA_B = ".delta_a", ".delta_b"
 
 
 def save_adapter(
@@ -31,8 +36,11 @@ def save_adapter(
     provenance: dict,
     dtype: torch.dtype = torch.float16,
     force: bool = False,
+    deltas: dict[str, torch.Tensor] | None = None,
+    delta_rank: int | None = None,
 ) -> Path:
-    """Write the tensors `names` of sparse `model` to `path` (atomic), with base + sparsity in the header."""
+    """Write the tensors `names` of sparse `model` (plus low-rank FFN `deltas`, already factored) to `path`
+    (atomic), with base + sparsity + delta rank in the header."""
     from safetensors.torch import save_file
 
     from codesign.sparse.upcycle import current_config
@@ -45,11 +53,13 @@ def save_adapter(
     if missing:
         raise ModelError(f"adapter: model has no tensor {missing[0]!r}")
     tensors = {n: state[n].detach().to(dtype).contiguous() for n in names}
+    tensors.update({n: t.detach().to(dtype).contiguous() for n, t in (deltas or {}).items()})
     header = {
         "base": base,
         "base_fingerprint": base_fingerprint(base),
         "sparsity": current_config(model).to_dict(),
         "dtype": str(dtype).removeprefix("torch."),
+        "ffn_delta_rank": delta_rank,
         "provenance": provenance,
     }
     with atomic_path(path) as tmp:
@@ -85,7 +95,10 @@ def apply_adapter(base: nn.Module, path: str | os.PathLike) -> nn.Module:
     with torch.random.fork_rng():  # structure only: every predictor weight comes from the file
         upcycle(base, cfg.replace(init="random"))
     own = base.state_dict()
+    deltas = _pair_deltas(tensors, own, path)
     for name, t in tensors.items():
+        if name.endswith((DELTA_A, DELTA_B)):
+            continue
         if name not in own:
             raise ModelError(f"adapter {path}: tensor {name!r} does not exist in the base model")
         if own[name].shape != t.shape:
@@ -97,9 +110,61 @@ def apply_adapter(base: nn.Module, path: str | os.PathLike) -> nn.Module:
         raise ModelError(f"adapter {path} lacks predictor tensor {not_covered[0]!r}")
     with torch.no_grad():
         params = dict(base.named_parameters())
+        for name, (a, b) in deltas.items():
+            # In fp32 whatever the model dtype: the delta is small against W, and the sum rounds once.
+            params[name].copy_((params[name].float() + a.float() @ b.float()).to(params[name].dtype))
         for name, t in tensors.items():
-            params[name].copy_(t.to(params[name].dtype))
+            if not name.endswith((DELTA_A, DELTA_B)):
+                params[name].copy_(t.to(params[name].dtype))
     return base.eval()
+
+
+def _pair_deltas(tensors: dict, own: dict, path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{weight name: (A, B)} from the adapter's `.delta_a` / `.delta_b` tensors, checked against the model."""
+    out = {}
+    for name in tensors:
+        if not name.endswith(DELTA_A):
+            continue
+        weight = name.removesuffix(DELTA_A)
+        a, b = tensors[name], tensors.get(weight + DELTA_B)
+        if b is None:
+            raise ModelError(f"adapter {path}: {name} has no matching {weight + DELTA_B}")
+        if weight not in own:
+            raise ModelError(f"adapter {path}: delta for {weight!r}, which the base model does not have")
+        if (a.shape[0], b.shape[1]) != tuple(own[weight].shape) or a.shape[1] != b.shape[0]:
+            raise ModelError(
+                f"adapter {path}: delta {tuple(a.shape)} @ {tuple(b.shape)} does not fit {weight} "
+                f"{tuple(own[weight].shape)}"
+            )
+        out[weight] = (a, b)
+    orphans = [n for n in tensors if n.endswith(DELTA_B) and n.removesuffix(DELTA_B) not in out]
+    if orphans:
+        raise ModelError(f"adapter {path}: {orphans[0]} has no matching delta_a")
+    return out
+
+
+def low_rank_deltas(
+    trained: nn.Module, base: nn.Module, rank: int
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """({`<w>.delta_a`, `<w>.delta_b`}, {w: relative Frobenius error of the rank-`rank` delta}) for every FFN
+    weight (gate/up/down) that differs between `trained` and the dense `base` (matched by name)."""
+    base_w = {n: p for n, p in base.named_parameters()}
+    out, err = {}, {}
+    for name, p in trained.named_parameters():
+        if ".mlp." not in name or ".predictor." in name or p.dim() != 2 or name not in base_w:
+            continue
+        delta = (p.detach().float() - base_w[name].detach().float()).cpu()
+        if not delta.any():
+            continue
+        if rank > min(delta.shape):
+            raise ModelError(f"delta rank {rank} exceeds the layer: {name} is {tuple(delta.shape)}")
+        u, sv, vh = torch.linalg.svd(delta, full_matrices=False)
+        a, b = u[:, :rank] * sv[:rank], vh[:rank]
+        out[name + DELTA_A], out[name + DELTA_B] = a, b
+        err[name] = float(
+            torch.linalg.matrix_norm(delta - a @ b) / torch.linalg.matrix_norm(delta).clamp_min(1e-30)
+        )
+    return out, err
 
 
 def load_adapted(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> tuple[nn.Module, object]:
@@ -126,8 +191,15 @@ def base_fingerprint(base: str) -> str | None:
     return f"{path.name}:sha256:{sha256_of(path)[:16]}"
 
 
-def export_adapter(run_dir: str | os.PathLike, path: str | os.PathLike, *, force: bool = False) -> Path:
-    """Adapter (predictors only) from a training run's checkpoint, e.g. a run stopped before its last step."""
+def export_adapter(
+    run_dir: str | os.PathLike,
+    path: str | os.PathLike,
+    *,
+    force: bool = False,
+    delta_rank: int | None = None,
+) -> Path:
+    """Adapter from a training run's checkpoint (also a run stopped before its last step): the predictors,
+    and for a run that trained the FFN, its rank-`delta_rank` delta against the base checkpoint."""
     from codesign.train.checkpoint import load_checkpoint
     from codesign.train.rundir import load_run_model
 
@@ -135,14 +207,26 @@ def export_adapter(run_dir: str | os.PathLike, path: str | os.PathLike, *, force
     if not state["sparse"]:
         raise ModelError(f"{run_dir}: the checkpoint is dense (no sparse stage has run): nothing to export")
     recipe = state["recipe"]
-    if any(
-        s["steps"] > 0 and s["trainable"] not in ("predictor", "predictor+norms") for s in recipe["stages"]
-    ):
-        raise ModelError(
-            f"{run_dir}: the run trained more than predictors / norms; ship the checkpoint instead"
-        )
-    model, _, name = load_run_model(run_dir)
     trainable = {s["trainable"] for s in recipe["stages"] if s["steps"] > 0}
+    unshippable = trainable - set(ADAPTER_TRAINABLE) - set(DELTA_TRAINABLE)
+    if unshippable:
+        raise ModelError(
+            f"{run_dir}: the run trained {sorted(unshippable)[0]!r} (beyond predictors, norms and FFN); "
+            "ship the checkpoint instead"
+        )
+    needs_delta = bool(trainable & set(DELTA_TRAINABLE))
+    if needs_delta and delta_rank is None:
+        raise ModelError(f"{run_dir}: the run trained the FFN: give a delta rank (--delta-rank R)")
+    if delta_rank is not None and delta_rank <= 0:
+        raise ModelError(f"delta rank must be positive, got {delta_rank}")
+    model, _, name = load_run_model(run_dir)
+    deltas = None
+    if needs_delta:
+        from codesign.train.models import build_model
+        from codesign.train.recipe import ModelSpec
+
+        base, _ = build_model(ModelSpec.model_validate(recipe["model"]), recipe["seed"])
+        deltas, _ = low_rank_deltas(model, base, delta_rank)
     names = [
         n
         for n, _ in model.named_parameters()
@@ -157,7 +241,14 @@ def export_adapter(run_dir: str | os.PathLike, path: str | os.PathLike, *, force
         "model": name,
     }
     return save_adapter(
-        model, path, names=names, base=recipe["model"]["source"], provenance=provenance, force=force
+        model,
+        path,
+        names=names,
+        base=recipe["model"]["source"],
+        provenance=provenance,
+        force=force,
+        deltas=deltas,
+        delta_rank=delta_rank if needs_delta else None,
     )
 
 

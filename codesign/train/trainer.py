@@ -49,6 +49,7 @@ from codesign.train.rundir import (
     first_difference,
     truncate_metrics,
 )
+from codesign.train.teacher import TeacherCache, fused_lm_and_kl
 
 
 class Trainer:
@@ -141,6 +142,7 @@ class Trainer:
                 self._fit_predictors()
         select_trainable(self.model, stage.trainable)
         self.teacher = None
+        self.teacher_cache = None
         if stage.kl_weight > 0 and not _only_predictor(stage):
             # The dense teacher is the model as it entered the stage, frozen; kept in checkpoints.
             self.teacher = copy.deepcopy(self.model).eval().requires_grad_(False)
@@ -150,6 +152,8 @@ class Trainer:
                 set_mode(self.teacher, "dense")
             if state is not None and state.get("teacher") is not None:
                 self.teacher.load_state_dict(state["teacher"])
+        if stage.kl_weight > 0 and self.recipe.train.kl_topk > 0:
+            self.teacher_cache = self._make_teacher_cache(stage)
         if stage.grad_checkpointing != self._checkpointing:
             if stage.grad_checkpointing:
                 self.model.gradient_checkpointing_enable(
@@ -266,12 +270,40 @@ class Trainer:
 
         # The aux losses first: the teacher forward below (same modules, routing off) resets them.
         aux = collect_aux_loss(self.model) if stage.sparse and stage.aux_weight > 0 else None
-        kl = kl_loss(logits, self._teacher_logits(x), stage.kl_temperature) if stage.kl_weight > 0 else None
+        if self.teacher_cache is not None:
+            target = self.teacher_cache.get(x, self._teacher_logits)
+            lm, kl = fused_lm_and_kl(logits, x, target, stage.kl_temperature, want_lm=stage.lm_weight > 0)
+        else:
+            kl = (
+                kl_loss(logits, self._teacher_logits(x), stage.kl_temperature)
+                if stage.kl_weight > 0
+                else None
+            )
+            lm = lm_loss(logits, x) if stage.lm_weight > 0 else None
         return {
-            "lm_loss": (stage.lm_weight, lm_loss(logits, x) if stage.lm_weight > 0 else None),
+            "lm_loss": (stage.lm_weight, lm),
             "kl_loss": (stage.kl_weight, kl),
             "aux_loss": (stage.aux_weight, aux),
         }
+
+    def _make_teacher_cache(self, stage: Stage):
+        """The on-disk top-k cache of this stage's teacher, keyed by the teacher's own weights: the dense
+        weights it computes with (predictors excluded: the teacher runs with routing off)."""
+        import hashlib
+
+        teacher = self.teacher if self.teacher is not None else self.model
+        h = hashlib.sha256()
+        for name, t in sorted(teacher.state_dict().items()):
+            if ".predictor." in name:
+                continue
+            h.update(name.encode() + str(tuple(t.shape)).encode())
+            h.update(t.detach().cpu().float().contiguous().numpy().tobytes())
+        root = (
+            self.recipe.data.cache_dir or os.environ.get("CODESIGN_CACHE") or Path.home() / ".cache/codesign"
+        )
+        return TeacherCache(
+            root, h.hexdigest()[:20], self.recipe.train.kl_topk, stage.kl_temperature, self.recipe.train.dtype
+        )
 
     @torch.no_grad()
     def _teacher_logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -117,3 +117,55 @@ def test_eval_generate_cli_on_a_run_directory(tiny_recipe_dict, tmp_path, capsys
     phases = [s["phase"] for s in reader.meta.extra["segments"]]
     assert phases == ["eval", "generate", "generate", "generate", "generate"]
     assert reader.meta.source.startswith("eval+generate:local")
+
+
+def test_ffn_run_ships_predictors_plus_a_low_rank_delta(tiny_recipe_dict, tmp_path):
+    """A predictor+ffn run exports as predictors + a rank-r delta per FFN weight; at full rank the adapted
+    base equals the trained model up to the fp16 storage of the factors; a smaller rank is refused when it
+    exceeds the layer, and the rank is required."""
+    from codesign.train.adapter import apply_adapter, export_adapter, low_rank_deltas, read_adapter
+
+    stage = dict(tiny_recipe_dict["stages"][1], trainable="predictor+ffn", steps=3, warmup_steps=0)
+    data = dict(
+        tiny_recipe_dict, stages=[dict(tiny_recipe_dict["stages"][0], steps=0, warmup_steps=0), stage]
+    )
+    r = recipe_from_dict(data)
+    t = Trainer(r, tmp_path / "run")
+    assert t.run()["adapter"] is None  # the FFN changed: no predictor-only adapter at the end of the run
+    with pytest.raises(ModelError, match="delta rank"):
+        export_adapter(tmp_path / "run", tmp_path / "a.safetensors")
+    base = build_tiny(r.model.tiny, r.seed)
+    full = min(base.config.hidden_size, base.config.intermediate_size)
+    with pytest.raises(ModelError, match="exceeds the layer"):
+        export_adapter(tmp_path / "run", tmp_path / "a.safetensors", delta_rank=full + 1)
+    path = export_adapter(tmp_path / "run", tmp_path / "a.safetensors", delta_rank=full)
+    header, tensors = read_adapter(path)
+    assert header["ffn_delta_rank"] == full
+    assert sum(n.endswith(".delta_a") for n in tensors) == 3 * r.model.tiny.layers
+    adapted = apply_adapter(base, path).state_dict()
+    trained = t.model.state_dict()
+    for name, value in trained.items():
+        if ".mlp." in name and ".predictor." not in name:
+            delta = value - build_tiny(r.model.tiny, r.seed).state_dict()[name]
+            assert delta.abs().max() > 0, name  # the FFN really trained
+            # fp16 factors: error a small fraction of the delta itself, not of the weight
+            assert (adapted[name] - value).abs().max() <= 2e-3 * delta.abs().max() + 1e-6, name
+    # Truncation error falls with rank (the factorisation is an SVD): rank 1 < rank 4 < full.
+    errs = [
+        max(low_rank_deltas(t.model, build_tiny(r.model.tiny, r.seed), k)[1].values()) for k in (1, 4, full)
+    ]
+    assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-5
+
+
+def test_adapter_over_a_different_base_is_refused(tiny_recipe_dict, tmp_path):
+    from codesign.train.adapter import apply_adapter
+
+    stage = dict(tiny_recipe_dict["stages"][1], trainable="predictor", steps=1, warmup_steps=0)
+    data = dict(
+        tiny_recipe_dict, stages=[dict(tiny_recipe_dict["stages"][0], steps=0, warmup_steps=0), stage]
+    )
+    r = recipe_from_dict(data)
+    summary = Trainer(r, tmp_path / "run").run()
+    other = build_tiny(TinyModel(hidden=32, intermediate=128, layers=2, heads=4, kv_heads=2), seed=0)
+    with pytest.raises(ModelError, match="shape"):
+        apply_adapter(other, summary["adapter"])
