@@ -24,7 +24,9 @@ COMMANDS: list[tuple[str, str]] = [
     ("codesign.cli.kernels", "kernels"),
     ("codesign.cli.model", "upcycle"),
     ("codesign.cli.model", "eval_group"),
+    ("codesign.cli.sweep", "sweep"),
     ("codesign.cli.validate", "validate"),
+    ("codesign.cli.adapter", "adapter_group"),
 ]
 
 
