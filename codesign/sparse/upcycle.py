@@ -22,11 +22,6 @@ def is_swiglu_mlp(module: nn.Module) -> bool:
     ) and (hasattr(module, "act_fn"))
 
 
-def find_swiglu_mlps(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Qualified names and modules of every (dense or sparse) SwiGLU MLP, in forward order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, SparseSwiGLU) or is_swiglu_mlp(m)]
-
-
 def sparse_modules(model: nn.Module) -> list[SparseSwiGLU]:
     """The model's SparseSwiGLU modules ordered by layer_idx."""
     return sorted((m for m in model.modules() if isinstance(m, SparseSwiGLU)), key=lambda m: m.layer_idx)

@@ -56,10 +56,6 @@ def wrap(model: nn.Module, info: DistInfo) -> nn.Module:
     return DistributedDataParallel(model, device_ids=None if info.device == "cpu" else [info.local_rank])
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)
-
-
 def mean_across(values: list[float], info: DistInfo) -> list[float]:
     """Average scalars over ranks (for logging: every rank then reports the same numbers)."""
     if not info.enabled:
@@ -72,8 +68,3 @@ def mean_across(values: list[float], info: DistInfo) -> list[float]:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
-
-
-def shutdown(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
-        dist.destroy_process_group()
