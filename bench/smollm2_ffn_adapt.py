@@ -34,7 +34,7 @@ from codesign.sparse import SparsityConfig, set_mode, sparse_modules, upcycle
 from codesign.sparse.baselines import calibrate_thresholds, train_posthoc_predictors
 from codesign.sparse.fit import collect_mlp_inputs, fit_predictors
 from codesign.sparse.io import load_dense
-from codesign.train.adapter import apply_adapter, export_adapter, low_rank_deltas
+from codesign.train.adapter import export_adapter, load_adapted, low_rank_deltas
 from codesign.train.rundir import load_run_model
 
 RESULTS = Path(__file__).parent / "results"
@@ -99,8 +99,6 @@ def main() -> None:
             _per_layer_k(model, sens_windows, args.layer_k_step, run, rows, key)
         ship = args.ship_dir / f"smollm2-bank64-{key.split('_')[1]}-ffn-r{args.ship_rank}.safetensors"
         path = export_adapter(run_dir, ship, force=True, delta_rank=args.ship_rank)
-        from codesign.train.adapter import load_adapted
-
         shipped, _ = load_adapted(path)
         row = run(f"{key}_shipped", shipped, f"{path.name} loaded over a fresh base (load_adapted)", True)
         row["adapter_bytes"] = path.stat().st_size
