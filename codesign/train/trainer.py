@@ -97,8 +97,9 @@ class Trainer:
     def setup(self) -> dict | None:
         state = self._prepare_out()
         r = self.recipe
-        if state is not None and state["recipe"] != r.to_dict():
-            diff = first_difference(state["recipe"], r.to_dict())
+        saved = None if state is None else _with_defaults(state["recipe"])
+        if saved is not None and saved != r.to_dict():
+            diff = first_difference(saved, r.to_dict())
             raise ConfigError(f"cannot resume {self.out}: the recipe changed since the checkpoint ({diff})")
         self.model, self.tokenizer = build_model(r.model, r.seed)
         r.check_model_limits(max_context(self.model))
@@ -438,6 +439,18 @@ class Trainer:
             "evals": evals,
             "corpus": self.corpus.describe(),
         }
+
+
+def _with_defaults(saved: dict) -> dict:
+    """A checkpoint's recipe with keys added to the schema since then at their defaults, so that a new
+    optional setting does not make older runs unresumable (a changed value still does)."""
+    from codesign.train.recipe import recipe_from_dict
+
+    data = {k: v for k, v in saved.items() if k != "path"}
+    try:
+        return {**recipe_from_dict(data).to_dict(), "path": saved.get("path", "")}
+    except ConfigError:
+        return saved  # not valid under today's schema: compared as saved, and reported as a difference
 
 
 def _only_predictor(stage: Stage) -> bool:

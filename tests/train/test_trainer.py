@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 
+from codesign.errors import ConfigError
 from codesign.train.checkpoint import load_checkpoint
 from codesign.train.models import build_model
 from codesign.train.recipe import recipe_from_dict
@@ -65,6 +66,24 @@ def test_resume_is_bit_exact(tiny_recipe_dict, tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
+
+
+def test_a_checkpoint_from_before_a_new_optional_key_still_resumes(tiny_recipe_dict, tmp_path):
+    """A recipe key added to the schema later (at its default) does not block resuming an older run; a
+    changed value does."""
+    from codesign.train.checkpoint import save_checkpoint
+
+    r = recipe_from_dict(tiny_recipe_dict)
+    Trainer(r, tmp_path / "a").run(stop_after=2)
+    state = load_checkpoint(tmp_path / "a")
+    del state["recipe"]["train"]["kl_topk"]  # as written before the key existed
+    state.pop("format_version")
+    save_checkpoint(state, tmp_path / "a" / "checkpoint.pt")
+    Trainer(r, tmp_path / "a", resume=True).run(stop_after=3)
+    assert load_checkpoint(tmp_path / "a")["step"] == 3
+    changed = dict(tiny_recipe_dict, train=dict(tiny_recipe_dict["train"], kl_topk=8))
+    with pytest.raises(ConfigError, match="kl_topk"):
+        Trainer(recipe_from_dict(changed), tmp_path / "a", resume=True).run()
 
 
 def test_sigkill_then_resume_reaches_the_same_loss(tiny_recipe_dict, tmp_path, write_recipe, child_env):
