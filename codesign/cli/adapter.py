@@ -17,7 +17,7 @@ def adapter_group() -> None:
 
 @adapter_group.command("export")
 @click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.argument("out", type=OutputPath())
+@click.argument("out", type=OutputPath(path_type=Path))
 @click.option(
     "--delta-rank",
     type=click.IntRange(min=1),
