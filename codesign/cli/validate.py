@@ -37,9 +37,11 @@ def _ints(text: str | None) -> tuple[int, ...]:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a key of the simulator's memory-system config (applied last).")  # fmt: skip
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the results.")
+@click.option("--compare", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Compare a --device cuda results file measured on a machine without the simulator.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite the --json file if it exists.")
 def validate(device, quick, source, trace_path, tokens, banks, ks, hidden, intermediate, layers, launches, hw,
-             overrides, json_path, force) -> None:  # fmt: skip
+             overrides, json_path, compare, force) -> None:  # fmt: skip
     """Run the FFN kernels and the simulator configured as their memory system; compare bytes (and time).
 
     Exits 1 if any case is out of tolerance, 2 on bad input.
@@ -48,10 +50,14 @@ def validate(device, quick, source, trace_path, tokens, banks, ks, hidden, inter
 
     if json_path and os.path.exists(json_path) and not force:
         raise OutputExistsError(json_path)  # refuse before the slow run, not after it
-    if device == "cuda":
-        from codesign.validate.cuda import run_cuda_cli
+    if device == "cuda" or compare:
+        from codesign.validate.cuda import run_cuda_cli, run_cuda_progress_total
 
-        report = run_cuda_cli(quick=quick, tokens=_ints(tokens), hw=hw, overrides=overrides)
+        total = run_cuda_progress_total(quick, _ints(tokens)) if not compare else 0
+        report = _with_progress(
+            lambda progress: run_cuda_cli(quick, _ints(tokens), hw, overrides, compare, progress), total
+        )
+        json_path = json_path or _default_cuda_path(report)
     else:
         # The interpreter is chosen when a kernel is defined, so it must be on before codesign.kernels loads.
         os.environ["TRITON_INTERPRET"] = "1"
@@ -67,8 +73,16 @@ def validate(device, quick, source, trace_path, tokens, banks, ks, hidden, inter
 
         write_json_output(json_path, report, force=force)
         click.echo(f"wrote {json_path}")
-    if not report["ok"]:
+    if report["ok"] is False:
         raise SystemExit(1)
+
+
+def _default_cuda_path(report: dict) -> str:
+    """bench/results/validate-cuda-<device>-<UTC date>.json (the results directory when run from the tree)."""
+    device = report["device"].removeprefix("cuda (").rstrip(")").split()[-1].lower()
+    stamp = report["date_utc"].replace("-", "").replace(":", "")
+    folder = "bench/results" if os.path.isdir("bench/results") else "."
+    return os.path.join(folder, f"validate-cuda-{device}-{stamp}.json")
 
 
 def _with_progress(run, total: int):
@@ -109,28 +123,39 @@ def _render(report: dict) -> None:
     for case in report["cases"]:
         checks = {c["quantity"]: c for c in case["checks"]}
         first = checks[quantities[0]]
-        row = [case["case"]["name"], _num(first["measured_bytes"]), _num(first["simulated_bytes"])]
+        row = [
+            case["case"]["name"],
+            _num(first["measured"], first["unit"]),
+            _num(first["simulated"], first["unit"]),
+        ]
         for q in quantities:
             c = checks.get(q)
             row.append("—" if c is None else _err(c))
-        row.append("[green]ok[/]" if case["ok"] else "[bold red]FAIL[/]")
+        ok = case["ok"]
+        row.append("not compared" if ok is None else "[green]ok[/]" if ok else "[bold red]FAIL[/]")
         table.add_row(*row)
     out.print(table)
-    verdict = "[green]all within tolerance[/]" if report["ok"] else "[bold red]OUT OF TOLERANCE[/]"
+    if report["ok"] is None:
+        verdict = "[yellow]measured only: the simulator is not importable here (see --compare)[/]"
+    else:
+        verdict = "[green]all within tolerance[/]" if report["ok"] else "[bold red]OUT OF TOLERANCE[/]"
     out.print(f"{report['cases_total']} cases, {report['cases_failed']} failed: {verdict}")
     out.print(f"measured / simulated: {quantities[0]}; tolerances:")
     for quantity, rule in report["tolerances"].items():
         out.print(f"  {quantity}: {rule}")
 
 
-def _num(value) -> str:
-    return "not measured" if value is None else f"{value:,}"
+def _num(value, unit: str) -> str:
+    if value is None:
+        return "not measured"
+    return f"{value:,}" if unit == "B" and float(value).is_integer() else f"{value:.4g}"
 
 
 def _err(check: dict) -> str:
-    if check["error_bytes"] is None:
-        return "not measured"
-    text = f"{check['error_bytes']:+,}"
-    if check.get("relative_error") is not None and check["measured_bytes"]:
+    if check["error"] is None:
+        return "not measured" if check["measured"] is None else "not simulated"
+    text = _num(check["error"], check["unit"])
+    text = text if text.startswith("-") else "+" + text
+    if check["relative_error"] is not None and check["measured"]:
         text += f" ({check['relative_error']:+.1%})"
     return text if check["ok"] else f"[bold red]{text}[/]"

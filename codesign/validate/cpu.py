@@ -58,9 +58,10 @@ class Check:
         return {
             "case": self.case,
             "quantity": self.quantity,
-            "measured_bytes": self.measured,
-            "simulated_bytes": self.simulated,
-            "error_bytes": self.error_bytes,
+            "unit": "B",
+            "measured": self.measured,
+            "simulated": self.simulated,
+            "error": self.error_bytes,
             "relative_error": self.relative_error,
             "tolerance_bytes": self.tolerance_bytes,
             "ok": self.ok,
