@@ -185,16 +185,27 @@ def _token_arrays(spec: SynthSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # Scores drawn per call when tokens are independent (uniform, zipf, global_topk): one call for n tokens
 # draws the same numbers as n calls of one token (numpy fills in C order), so the trace is unchanged.
 DRAW_FLOATS = 1 << 22
+BLOCK_BYTES = 1 << 25  # masks per yielded block: 32 MiB (about 64 Qwen2.5-7B tokens)
 
 
-def _draw_block(spec: SynthSpec, source: _ScoreSource, seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(scores float32 (n, L, I), bank masks bool (n, L, I)) of the next n tokens (sequence ids `seqs`)."""
+def _draw_block(
+    spec: SynthSpec, source: _ScoreSource, seqs: np.ndarray, want_scores: bool, want_global: bool
+):
+    """(scores float16 (n, L, I) or None, bank masks bool (n, L, I), global masks or None) of the next n tokens.
+
+    Independent kinds draw and select DRAW_FLOATS scores at a time, so temporaries stay small.
+    """
     L, I, B, k = spec.layers, spec.intermediate, spec.bank_size, spec.k
+    kept = I // B * k
+    n = len(seqs)
     if spec.kind == "correlated":  # each token depends on its sequence's previous one: token by token
         drawn = [source.draw(int(q)) for q in seqs]
-        return np.stack([d[0] for d in drawn]), np.stack([d[1] for d in drawn])
-    n = len(seqs)
-    scores = np.empty((n, L, I), dtype=np.float32)
+        scores = np.stack([d[0] for d in drawn])
+        glob = global_topk_mask(scores, kept) if want_global else None
+        return (scores.astype(np.float16) if want_scores else None), np.stack([d[1] for d in drawn]), glob
+    scores = np.empty((n, L, I), dtype=np.float16) if want_scores else None
+    masks = np.empty((n, L, I), dtype=bool)
+    glob = np.empty((n, L, I), dtype=bool) if want_global else None
     step = max(1, DRAW_FLOATS // (L * I))
     for lo in range(0, n, step):
         m = min(step, n - lo)
@@ -202,10 +213,18 @@ def _draw_block(spec: SynthSpec, source: _ScoreSource, seqs: np.ndarray) -> tupl
             part = source.log_pop + source.rng.gumbel(size=(m, L, I)).astype(np.float32)
         else:
             part = source.rng.standard_normal((m, L, I), dtype=np.float32)
-        scores[lo : lo + m] = part.astype(np.float16)  # selected on fp16-rounded scores, as stored
-    if spec.kind == "global_topk":
-        return scores, global_topk_mask(scores, kept=I // B * k)
-    return scores, bank_topk_mask(scores, B, k)
+        part = part.astype(np.float16).astype(np.float32)  # selected on fp16-rounded scores, as stored
+        if spec.kind == "global_topk":
+            masks[lo : lo + m] = global_topk_mask(part, kept)
+        else:
+            masks[lo : lo + m] = bank_topk_mask(part, B, k)
+        if want_global:
+            glob[lo : lo + m] = (
+                masks[lo : lo + m] if spec.kind == "global_topk" else global_topk_mask(part, kept)
+            )
+        if want_scores:
+            scores[lo : lo + m] = part
+    return scores, masks, glob
 
 
 def iter_synthetic(
@@ -213,15 +232,18 @@ def iter_synthetic(
 ) -> Iterator[dict[str, np.ndarray]]:
     """Yield blocks of synthetic tokens: masks bool (T, L, I), per-token fields, and optionally logits
     float16 (T, L, I) and `global_masks` bool (T, L, I): global top-k at the same density, k·I/B per layer,
-    selected from the same scores (so drawing them once serves both)."""
+    selected from the same scores (so drawing them once serves both).
+
+    Blocks hold at most `chunk_tokens` tokens and about BLOCK_BYTES of masks (fewer tokens for big models).
+    """
     rng = np.random.default_rng(spec.seed)
     source = _ScoreSource(spec, rng)
     vocab_rng = np.random.default_rng(spec.seed + 1)
     seq, pos, dec = _token_arrays(spec)
-    kept = spec.intermediate // spec.bank_size * spec.k
+    chunk_tokens = max(1, min(chunk_tokens, BLOCK_BYTES // (spec.layers * spec.intermediate)))
     for lo in range(0, len(seq), chunk_tokens):
         hi = min(lo + chunk_tokens, len(seq))
-        scores, masks = _draw_block(spec, source, seq[lo:hi])
+        scores, masks, glob = _draw_block(spec, source, seq[lo:hi], with_logits, with_global)
         block = {
             "seq_id": seq[lo:hi],
             "position": pos[lo:hi],
@@ -230,9 +252,9 @@ def iter_synthetic(
             "masks": masks,
         }
         if with_logits:
-            block["logits"] = scores.astype(np.float16)
+            block["logits"] = scores
         if with_global:
-            block["global_masks"] = masks if spec.kind == "global_topk" else global_topk_mask(scores, kept)
+            block["global_masks"] = glob
         yield block
 
 
