@@ -63,3 +63,31 @@ def test_embedded_default_trace_is_readable_and_labelled():
     assert r.num_tokens > 0 and r.meta.model_name.startswith("smollm2")
     assert (r.meta.hidden, r.meta.intermediate, r.meta.layers) == (576, 1536, 30)
     assert r.meta.synthetic == ("synthetic" in r.meta.source)
+
+
+def test_a_synth_that_fails_midway_leaves_no_store(tmp_path, monkeypatch, capsys):
+    """Nothing half-made: a failure after the store was created removes it (and a rerun is not refused)."""
+    import pytest
+
+    import codesign.trace.synth as synth
+    from codesign.cli import main
+    from codesign.errors import TraceError
+
+    real = synth.iter_synthetic
+
+    def failing(*args, **kwargs):
+        blocks = real(*args, **kwargs)
+        yield next(blocks)
+        raise TraceError("disk full (simulated)")
+
+    monkeypatch.setattr(synth, "iter_synthetic", failing)
+    out = tmp_path / "t.zarr"
+    argv = ["trace", "synth", str(out), "--hidden", "64", "--intermediate", "256", "--layers", "2",
+            "--sequences", "4", "--decode-tokens", "128"]  # fmt: skip
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and "disk full (simulated)" in capsys.readouterr().err
+    assert not out.exists()
+    monkeypatch.setattr(synth, "iter_synthetic", real)
+    main(argv)
+    assert TraceReader(out).num_tokens == 512
