@@ -39,3 +39,18 @@ def test_unknown_command_is_one_line():
     out = run("frobnicate")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().startswith("error:") and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_every_number_option_is_bounded():
+    """Integers fit int64 and floats are finite on every command, including ones added later."""
+    from codesign.cli.params import INT64_MAX
+
+    for path in all_commands(cli):
+        cmd = cli
+        for name in path:
+            cmd = cmd.commands[name]
+        for param in cmd.params:
+            t = param.type
+            assert type(t) not in (click.types.IntParamType, click.types.FloatParamType), (path, param.name)
+            if isinstance(t, click.IntRange):
+                assert t.max is not None and t.max <= INT64_MAX, (path, param.name)

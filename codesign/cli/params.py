@@ -80,6 +80,10 @@ def bound_numbers(command: click.Command) -> None:
             param.type = INT64
         elif type(param.type) is click.types.FloatParamType:
             param.type = FINITE_FLOAT
+        elif isinstance(param.type, click.IntRange):  # an open end is bounded by int64
+            rng = param.type
+            rng.min = INT64_MIN if rng.min is None else rng.min
+            rng.max = INT64_MAX if rng.max is None else rng.max
 
 
 def at_least(low: int) -> click.IntRange:
