@@ -50,8 +50,8 @@ class SimTraffic:
     union_channels: int
     cycles: int
     time_s: float
-    fetch_cycles: int
     per_layer_weight_bytes: list[int]
+    totals: dict[str, int]  # every per-layer counter of the engine, summed (cycles by resource, rows, ...)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -101,6 +101,7 @@ def simulate_case(
 ) -> SimTraffic:
     """Replay the case's launches (masks: bool (launches·tokens, layers, I)) on the configured simulator."""
     from codesign.sim.engine import Block, simulate_variant, words_from_masks
+    from codesign.sim.pipeline import COL
 
     check_balanced(case, masks)
     cfg, p, dram = memory_system(case, granularity_bytes, hw, overrides)
@@ -124,15 +125,9 @@ def simulate_case(
         union_channels=union,
         cycles=v.total("cycles"),
         time_s=v.total("cycles") / p.frequency_hz,
-        fetch_cycles=v.total("fetch_stage_cycles"),
-        per_layer_weight_bytes=[int(b) for b in v.per_layer[:, _col("dram_read_bytes")]],
+        per_layer_weight_bytes=[int(b) for b in v.per_layer[:, COL["dram_read_bytes"]]],
+        totals={name: v.total(name) for name in COL},
     )
-
-
-def _col(name: str) -> int:
-    from codesign.sim.pipeline import COL
-
-    return COL[name]
 
 
 def check_balanced(case: Case, masks: np.ndarray) -> None:
