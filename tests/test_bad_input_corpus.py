@@ -155,6 +155,8 @@ CASES: list[tuple[str, str, str]] = [
     ("cwe-int64", f"eval cwe --samples {HUGE}", "64-bit integer"),
     ("diagnose-lengths", "diagnose --lengths x", "comma-separated integers"),
     ("diagnose-int64", f"diagnose --seed {HUGE}", "64-bit integer"),
+    ("repair-lengths", "repair --layer 3 --lengths x", "comma-separated integers"),
+    ("repair-target", "repair --layer 3 --target 2", "--target in (0, 1]"),
     # ---- adapter export ---------------------------------------------------------------------------------
     ("adapter-no-run", "adapter export {t}/missing {t}/a.safetensors", "does not exist"),
     ("adapter-under-file", "adapter export {a}/old_run {a}/file.txt/a.safetensors", "is a file"),

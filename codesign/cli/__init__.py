@@ -27,6 +27,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("codesign.cli.sweep", "sweep"),
     ("codesign.cli.validate", "validate"),
     ("codesign.cli.adapter", "adapter_group"),
+    ("codesign.cli.cwe", "diagnose"),  # importing it also adds `eval cwe` to the eval group
+    ("codesign.cli.cwe", "repair"),
 ]
 
 
