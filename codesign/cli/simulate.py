@@ -24,7 +24,7 @@ from codesign.cli.params import OutputPath
 @click.option("--csv", "csv_dir", type=OutputPath(file_okay=False), default=None,
               help="Write totals.csv, per_layer.csv, per_bank.csv into this directory.")  # fmt: skip
 @click.option("--plot", "plot_dir", type=OutputPath(file_okay=False), default=None,
-              help="Write PNG plots (stall breakdown, bank load, DRAM per layer) into this directory.")  # fmt: skip
+              help="Write PNG plots (time bound by each resource, bank load, DRAM per layer) into this directory.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 def simulate(hw, trace_path, batch, overrides, json_path, csv_dir, plot_dir, force) -> None:
     """Simulate a trace on the accelerator in HW, with the dense and global top-k baselines."""
@@ -108,6 +108,11 @@ def _fmt(x) -> str:
     return f"{x:,}" if isinstance(x, int) else str(x)
 
 
+def _pct(summary: dict, key: str) -> str:
+    cycles = summary["totals"]["cycles"]
+    return f"{summary['bound_by'][key] / cycles:.1%}" if cycles else "—"
+
+
 def _render(report: dict, written: list[Path]) -> None:
     from rich.table import Table
 
@@ -130,8 +135,10 @@ def _render(report: dict, written: list[Path]) -> None:
             "energy_per_token_pj", "bank_imbalance")  # fmt: skip
     for key in rows:
         table.add_row(key, *(_fmt(v["totals"][key]) for _, v in variants))
-    for key in ("compute_cycles", "sram_bank_conflict_cycles", "dram_cycles"):
-        table.add_row(f"stall: {key}", *(_fmt(v["stalls"][key]) for _, v in variants))
+    for key in report["bound_by"]:  # each layer-step's cycles go to the resource owning its critical path
+        table.add_row(f"bound by {key.removesuffix('_cycles')}", *(_pct(v, key) for _, v in variants))
+    for key in report["utilisation"]:
+        table.add_row(f"utilisation: {key}", *(f"{v['utilisation'][key]:.1%}" for _, v in variants))
     out.print(table)
     for base in ("vs_dense", "vs_global_topk"):
         if report[base]:

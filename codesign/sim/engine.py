@@ -72,6 +72,7 @@ class SimParams:
     leakage_mw_per_bank: float
     area_mm2_per_bank: float
     layout: BundleLayout = field(init=False)
+    placement: str = "stripe"  # stripe | modulo: how bundles map onto SRAM banks (pipeline docstring)
 
     def __post_init__(self) -> None:
         layout = BundleLayout(self.hidden, self.intermediate, self.layers, self.dtype_bytes)
@@ -94,6 +95,15 @@ class SimParams:
     def capacity_bundles(self) -> int:
         """Channel bundles one SRAM bank holds."""
         return self.bank_size_bytes // self.bundle_bytes
+
+    @property
+    def sram_banks_used(self) -> int:
+        """SRAM banks that hold weights: all of them when striped, else one per model bank at most."""
+        return (
+            self.num_sram_banks
+            if self.placement == "stripe"
+            else min(self.num_sram_banks, self.num_model_banks)
+        )
 
     @property
     def num_model_banks(self) -> int:
@@ -123,7 +133,7 @@ class SimParams:
             pl.IP_LAYER_BYTES: self.layout.layer_bytes,
             pl.IP_PRED_BASE: self.layout.total_bytes,  # predictor weights sit after the FFN weights
             pl.IP_PRED_BYTES: self.predictor_bytes_per_layer, pl.IP_SPARSE: int(self.sparse),
-            pl.IP_INTERVAL: self.sram_line_interval_cycles,
+            pl.IP_INTERVAL: self.sram_line_interval_cycles, pl.IP_STRIPE: int(self.placement == "stripe"),
         }  # fmt: skip
         ip = np.zeros(pl.NUM_IP, dtype=np.int64)
         for index, value in values.items():

@@ -17,9 +17,17 @@ and the layer-step takes the longest. A dense model (k = B) has no predictor and
 left out. The DAG is built with networkx from the config and compiled to arrays (topological order +
 predecessor lists) that the kernel evaluates for every layer-step: the layer-step time is its critical path.
 
-Stall breakdown (integers, summing to the layer-step time T): with T_sram = critical path with the DRAM stage
-at 0 and T_comp = critical path with DRAM and SRAM stages at 0, compute = T_comp, sram_bank_conflict =
-T_sram − T_comp, dram = T − T_sram — "what removing the DRAM (then the SRAM) bottleneck would save".
+Bottleneck accounting. Each stage runs on one resource: predictor and compute on the compute array,
+topk on the top-k units, fetch on DRAM, sram on the SRAM ports. Per resource the report gives its busy
+cycles (the sum of its stages' cycles; for the SRAM ports, the busiest bank's) and its utilisation (busy /
+total cycles). Per layer-step, the critical path is traced back through the DAG and the resource with the
+most cycles on it *owns* the layer-step: all of the layer-step's cycles count as bound by that resource
+(ties: dram, sram_port, compute, topk). Unlike a split that peels stages off in a fixed order, this does
+not depend on an order, and a resource that is not on the critical path is never blamed.
+
+SRAM placement (`sram.placement`): `modulo` maps model bank j of every layer to SRAM bank j mod N (a model
+with fewer banks than N leaves banks idle); `stripe` deals each layer-step's line accesses round-robin over
+all N banks (each bundle striped along the hidden dimension), so the busiest bank serves ceil(lines / N).
 """
 
 from __future__ import annotations
@@ -36,12 +44,15 @@ from codesign.sim.dram import REGISTRY
 from codesign.sim.dram.params import P_BANKS, P_CHANNELS
 from codesign.sim.residency import low_bit_index, popcount64
 
-# The DRAM kernels the timing kernel can call, by model name. numba cannot cache a kernel that receives
-# another njit function as an argument, so the engine dispatches on an index over the registered kernels.
-DRAM_KERNELS = ("bank_timing", "ideal", "bank_stream")
-_dram_bank_timing = REGISTRY["bank_timing"][0]
-_dram_ideal = REGISTRY["ideal"][0]
-_dram_bank_stream = REGISTRY["bank_stream"][0]
+# The DRAM kernels the timing kernel can call, by model name: the registry's order. numba cannot cache a
+# kernel that receives another njit function as an argument, so the engine dispatches on an index.
+DRAM_KERNELS = tuple(REGISTRY)
+_BANK_TIMING, _IDEAL, _BANK_STREAM = (DRAM_KERNELS.index(n) for n in ("bank_timing", "ideal", "bank_stream"))
+_dram_bank_timing, _dram_ideal, _dram_bank_stream = (
+    REGISTRY[n].kernel for n in ("bank_timing", "ideal", "bank_stream")
+)
+if len(DRAM_KERNELS) != 3:  # a model added to the registry needs its line in _service and order_free
+    raise ImportError(f"sim/pipeline.py binds 3 DRAM kernels, the registry has {DRAM_KERNELS}")
 
 
 def dram_kernel_id(model_name: str) -> int:
@@ -54,34 +65,44 @@ def dram_kernel_id(model_name: str) -> int:
 
 @njit(cache=True, inline="always")
 def _service(kernel_id, starts, lengths, n, params, state):
-    if kernel_id == 0:
+    if kernel_id == _BANK_TIMING:
         return _dram_bank_timing(starts, lengths, n, params, state)
-    if kernel_id == 2:
+    if kernel_id == _BANK_STREAM:
         return _dram_bank_stream(starts, lengths, n, params, state)
     return _dram_ideal(starts, lengths, n, params, state)
 
 
 STAGES = ("predictor", "topk", "fetch", "sram", "compute")
 PREDICTOR, TOPK, FETCH, SRAM, COMPUTE = range(5)
-# stage → stall class: 0 compute, 1 sram, 2 dram
-STAGE_CLASS = np.array([0, 0, 2, 1, 0], dtype=np.int64)
-ZERO_DRAM, ZERO_DRAM_SRAM = 0b100, 0b110  # class bit masks of stages set to 0
+NUM_STAGES = len(STAGES)
+RESOURCES = ("dram", "sram_port", "compute", "topk")  # also the tie order of the critical-path owner
+R_DRAM, R_SRAM, R_COMPUTE, R_TOPK = range(4)
+STAGE_RESOURCE = np.array([R_COMPUTE, R_TOPK, R_DRAM, R_SRAM, R_COMPUTE], dtype=np.int64)  # by stage id
+PLACEMENTS = ("stripe", "modulo")
 
 # int64 parameter vector of the kernel (ip[...])
 (IP_NB, IP_W, IP_B, IP_NS, IP_LINES, IP_PORTS, IP_MPC, IP_TOPK, IP_HIDDEN, IP_INTER, IP_RANK, IP_UNION,
- IP_BUNDLE, IP_LAYER_BYTES, IP_PRED_BASE, IP_PRED_BYTES, IP_SPARSE, IP_INTERVAL) = range(18)  # fmt: skip
-NUM_IP = 18
+ IP_BUNDLE, IP_LAYER_BYTES, IP_PRED_BASE, IP_PRED_BYTES, IP_SPARSE, IP_INTERVAL, IP_STRIPE) = range(19)  # fmt: skip
+NUM_IP = 19
 
-# per-layer accumulator columns (acc_layer[l, ...], int64)
+# per-layer accumulator columns (acc_layer[l, C_...], int64); the kernel indexes them by these names
 LAYER_COLUMNS = (
-    "steps", "tokens", "cycles", "compute_cycles", "sram_bank_conflict_cycles", "dram_stall_cycles",
-    "predictor_stage_cycles", "fetch_stage_cycles", "sram_stage_cycles", "ffn_stage_cycles",
+    "steps", "tokens", "cycles",
+    "dram_bound_cycles", "sram_port_bound_cycles", "compute_bound_cycles", "topk_bound_cycles",
+    "dram_busy_cycles", "sram_port_busy_cycles", "compute_busy_cycles", "topk_busy_cycles",
+    "predictor_compute_cycles", "ffn_compute_cycles",
     "dram_read_bytes", "dram_ffn_bytes", "dram_predictor_bytes", "dram_requests", "dram_row_hits",
     "dram_row_misses", "sram_read_lines", "sram_write_lines", "ffn_macs", "predictor_macs",
     "union_channels", "miss_channels", "token_channels", "bank_max_cycles", "bank_total_cycles",
 )  # fmt: skip
+(C_STEPS, C_TOKENS, C_CYCLES, C_DRAM_BOUND, C_SRAM_BOUND, C_COMPUTE_BOUND, C_TOPK_BOUND, C_DRAM_BUSY,
+ C_SRAM_BUSY, C_COMPUTE_BUSY, C_TOPK_BUSY, C_PRED_COMPUTE, C_FFN_COMPUTE, C_DRAM_BYTES, C_DRAM_FFN_BYTES,
+ C_DRAM_PRED_BYTES, C_DRAM_REQUESTS, C_ROW_HITS, C_ROW_MISSES, C_SRAM_READ_LINES, C_SRAM_WRITE_LINES,
+ C_FFN_MACS, C_PRED_MACS, C_UNION, C_MISS, C_TOKEN_CH, C_BANK_MAX, C_BANK_TOTAL) = range(len(LAYER_COLUMNS))  # fmt: skip
 COL = {name: i for i, name in enumerate(LAYER_COLUMNS)}
+BOUND_COLUMNS = tuple(f"{r}_bound_cycles" for r in RESOURCES)  # C_DRAM_BOUND + resource id
 SRAM_COLUMNS = ("read_lines", "write_lines", "port_cycles")
+S_READ, S_WRITE, S_PORT = range(3)
 
 
 def build_pipeline(double_buffer: bool, sparse: bool) -> nx.DiGraph:
@@ -123,32 +144,51 @@ def compile_pipeline(g: nx.DiGraph) -> CompiledPipeline:
 
 
 @njit(cache=True)
-def critical_path(stage_cycles, kinds, preds, zero_classes):
-    """Longest path through the DAG; stages whose class bit is in `zero_classes` count 0."""
+def critical_owner(stage_cycles, kinds, preds):
+    """(length of the longest path through the DAG, the resource with the most cycles on that path)."""
     n = kinds.shape[0]
     finish = np.zeros(n, dtype=np.int64)
-    total = 0
+    via = np.full(n, -1, dtype=np.int64)  # the predecessor the longest path comes through
+    end = 0
     for i in range(n):
         start = 0
         for p in preds[i]:
             if p >= 0 and finish[p] > start:
                 start = finish[p]
-        own = stage_cycles[kinds[i]]
-        if (zero_classes >> STAGE_CLASS[kinds[i]]) & 1:
-            own = 0
-        finish[i] = start + own
-        if finish[i] > total:
-            total = finish[i]
-    return total
+                via[i] = p
+        finish[i] = start + stage_cycles[kinds[i]]
+        if finish[i] > finish[end]:
+            end = i
+    on_path = np.zeros(4, dtype=np.int64)
+    i = end
+    while i >= 0:
+        on_path[STAGE_RESOURCE[kinds[i]]] += stage_cycles[kinds[i]]
+        i = via[i]
+    owner = 0
+    for r in range(1, 4):
+        if on_path[r] > on_path[owner]:
+            owner = r
+    return finish[end] if n else 0, owner
 
 
-def critical_path_py(stage_cycles, pipeline: CompiledPipeline, zero_classes: int) -> int:
-    finish = []
+def critical_owner_py(stage_cycles, pipeline: CompiledPipeline) -> tuple[int, int]:
+    """Twin of critical_owner: every longest path, the owner read off the first one found."""
+    finish, via = [], []
     for i, kind in enumerate(pipeline.kinds):
-        start = max([finish[p] for p in pipeline.preds[i] if p >= 0] + [0])
-        own = 0 if (zero_classes >> int(STAGE_CLASS[kind])) & 1 else int(stage_cycles[kind])
-        finish.append(start + own)
-    return max(finish + [0])
+        ps = [int(p) for p in pipeline.preds[i] if p >= 0]
+        best = max(ps, key=lambda q: (finish[q], -ps.index(q)), default=None)
+        start = finish[best] if best is not None and finish[best] > 0 else 0
+        via.append(best if best is not None and finish[best] > 0 else -1)
+        finish.append(start + int(stage_cycles[kind]))
+    if not finish:
+        return 0, 0
+    end = finish.index(max(finish))
+    on_path = [0, 0, 0, 0]
+    i = end
+    while i >= 0:
+        on_path[int(STAGE_RESOURCE[pipeline.kinds[i]])] += int(stage_cycles[pipeline.kinds[i]])
+        i = via[i]
+    return finish[end], on_path.index(max(on_path))
 
 
 @njit(cache=True, inline="always")
@@ -160,6 +200,12 @@ def ceil_cycles(time_ns, frequency_ghz):
 
 
 @njit(cache=True, inline="always")
+def _share(n, s, ns):
+    """Bank s's share of n accesses dealt round-robin over ns banks (starting at bank 0)."""
+    return n // ns + (1 if s < n % ns else 0)
+
+
+@njit(cache=True, inline="always")
 def _layer_step(need, miss, tok_ch, tokens, t, l, ip, frequency_ghz, dram_kernel, dram_params, dram_state, kinds,
                 preds, starts, lengths, bank_cycles, stage, acc_layer, acc_dram_ns, acc_sram, acc_bank):  # fmt: skip
     """Time layer-step (t, l): build its DRAM requests, call the DRAM model, run the stage DAG, accumulate."""
@@ -167,7 +213,9 @@ def _layer_step(need, miss, tok_ch, tokens, t, l, ip, frequency_ghz, dram_kernel
     B, ns, lines, ports, mpc = ip[IP_B], ip[IP_NS], ip[IP_LINES], ip[IP_PORTS], ip[IP_MPC]
     bundle, hidden, rank, inter = ip[IP_BUNDLE], ip[IP_HIDDEN], ip[IP_RANK], ip[IP_INTER]
     sparse = ip[IP_SPARSE] != 0
+    stripe = ip[IP_STRIPE] != 0
     bank_cycles[:] = 0
+    read_ch = 0
     union_ch = 0
     miss_ch = 0
     token_ch = 0
@@ -214,19 +262,28 @@ def _layer_step(need, miss, tok_ch, tokens, t, l, ip, frequency_ghz, dram_kernel
                 n_req = r + 1
                 run_end = c + 1
         reads = u if ip[IP_UNION] != 0 else tok_ch[t, l, j]
-        bank_cycles[s] += (reads + mch) * lines * ip[IP_INTERVAL]  # a port takes a line per interval
-        acc_sram[s, 0] += reads * lines
-        acc_sram[s, 1] += mch * lines
+        if not stripe:  # modulo: the whole bundle lives in SRAM bank s
+            bank_cycles[s] += (reads + mch) * lines * ip[IP_INTERVAL]  # a port takes a line per interval
+            acc_sram[s, S_READ] += reads * lines
+            acc_sram[s, S_WRITE] += mch * lines
         acc_bank[l, j, 0] += reads
         acc_bank[l, j, 1] += mch
+        read_ch += reads
         union_ch += u
         miss_ch += mch
         token_ch += tok_ch[t, l, j]
+    if stripe:  # the layer-step's line accesses dealt round-robin over all banks
+        for s in range(ns):
+            r_s = _share(read_ch * lines, s, ns)
+            w_s = _share(miss_ch * lines, s, ns)
+            bank_cycles[s] = (r_s + w_s) * ip[IP_INTERVAL]
+            acc_sram[s, S_READ] += r_s
+            acc_sram[s, S_WRITE] += w_s
     bmax = 0
     btotal = 0
     for s in range(ns):
         c = (bank_cycles[s] + ports - 1) // ports
-        acc_sram[s, 2] += c
+        acc_sram[s, S_PORT] += c
         btotal += c
         if c > bmax:
             bmax = c
@@ -236,9 +293,9 @@ def _layer_step(need, miss, tok_ch, tokens, t, l, ip, frequency_ghz, dram_kernel
         time_ns, moved, row_hits, row_misses = _service(
             dram_kernel, starts, lengths, n_req, dram_params, dram_state
         )
-        acc_layer[l, 13] += n_req
-        acc_layer[l, 14] += row_hits
-        acc_layer[l, 15] += row_misses
+        acc_layer[l, C_DRAM_REQUESTS] += n_req
+        acc_layer[l, C_ROW_HITS] += row_hits
+        acc_layer[l, C_ROW_MISSES] += row_misses
     ffn_macs = 3 * hidden * (union_ch * tokens if ip[IP_UNION] != 0 else token_ch)
     pred_macs = tokens * (hidden * rank + rank * inter) if sparse else 0
     stage[PREDICTOR] = (pred_macs + mpc - 1) // mpc
@@ -246,32 +303,30 @@ def _layer_step(need, miss, tok_ch, tokens, t, l, ip, frequency_ghz, dram_kernel
     stage[FETCH] = ceil_cycles(time_ns, frequency_ghz)
     stage[SRAM] = bmax
     stage[COMPUTE] = (ffn_macs + mpc - 1) // mpc
-    total = critical_path(stage, kinds, preds, 0)
-    t_sram = critical_path(stage, kinds, preds, 0b100)
-    t_comp = critical_path(stage, kinds, preds, 0b110)
+    total, owner = critical_owner(stage, kinds, preds)
     a = acc_layer[l]
-    a[0] += 1
-    a[1] += tokens
-    a[2] += total
-    a[3] += t_comp
-    a[4] += t_sram - t_comp
-    a[5] += total - t_sram
-    a[6] += stage[PREDICTOR] + stage[TOPK]
-    a[7] += stage[FETCH]
-    a[8] += stage[SRAM]
-    a[9] += stage[COMPUTE]
-    a[10] += moved
-    a[11] += miss_ch * bundle
-    a[12] += ip[IP_PRED_BYTES] if sparse else 0
-    a[16] += union_ch * lines if ip[IP_UNION] != 0 else token_ch * lines
-    a[17] += miss_ch * lines
-    a[18] += ffn_macs
-    a[19] += pred_macs
-    a[20] += union_ch
-    a[21] += miss_ch
-    a[22] += token_ch
-    a[23] += bmax
-    a[24] += btotal
+    a[C_STEPS] += 1
+    a[C_TOKENS] += tokens
+    a[C_CYCLES] += total
+    a[C_DRAM_BOUND + owner] += total
+    a[C_DRAM_BUSY] += stage[FETCH]
+    a[C_SRAM_BUSY] += stage[SRAM]
+    a[C_COMPUTE_BUSY] += stage[PREDICTOR] + stage[COMPUTE]
+    a[C_TOPK_BUSY] += stage[TOPK]
+    a[C_PRED_COMPUTE] += stage[PREDICTOR]
+    a[C_FFN_COMPUTE] += stage[COMPUTE]
+    a[C_DRAM_BYTES] += moved
+    a[C_DRAM_FFN_BYTES] += miss_ch * bundle
+    a[C_DRAM_PRED_BYTES] += ip[IP_PRED_BYTES] if sparse else 0
+    a[C_SRAM_READ_LINES] += read_ch * lines
+    a[C_SRAM_WRITE_LINES] += miss_ch * lines
+    a[C_FFN_MACS] += ffn_macs
+    a[C_PRED_MACS] += pred_macs
+    a[C_UNION] += union_ch
+    a[C_MISS] += miss_ch
+    a[C_TOKEN_CH] += token_ch
+    a[C_BANK_MAX] += bmax
+    a[C_BANK_TOTAL] += btotal
     acc_dram_ns[l] += time_ns
 
 
@@ -286,7 +341,7 @@ def time_layer_steps(need, miss, tok_ch, step_tokens, ip, frequency_ghz, dram_ke
     """
     S, L = need.shape[0], need.shape[1]
     bank_cycles = np.zeros(ip[IP_NS], dtype=np.int64)
-    stage = np.zeros(5, dtype=np.int64)
+    stage = np.zeros(NUM_STAGES, dtype=np.int64)
     for t in range(S):
         for l in range(L):
             _layer_step(need, miss, tok_ch, step_tokens[t], t, l, ip, frequency_ghz, dram_kernel, dram_params,
@@ -300,15 +355,15 @@ def time_layer_steps(need, miss, tok_ch, step_tokens, ip, frequency_ghz, dram_ke
 # channel's bit is on, every later call returns the same whatever order the calls run in, so the layers
 # can run on separate cores with bit-identical results. bank_timing's open rows carry from call to call:
 # it always runs in order (time_layer_steps).
-PARALLEL_DRAM_KERNELS = (1, 2)  # ideal, bank_stream (indices into DRAM_KERNELS)
+PARALLEL_DRAM_KERNELS = (_IDEAL, _BANK_STREAM)
 
 
 @njit(cache=True)
 def order_free(dram_kernel, dram_params, dram_state):
     """True when the DRAM kernel's next calls return the same in any order (see the comment above)."""
-    if dram_kernel == 1:
+    if dram_kernel == _IDEAL:
         return True
-    if dram_kernel == 2:
+    if dram_kernel == _BANK_STREAM:
         slots = np.int64(dram_params[P_CHANNELS]) * np.int64(dram_params[P_BANKS])
         for c in range(np.int64(dram_params[P_CHANNELS])):
             if dram_state[slots + c] <= 0:
@@ -333,7 +388,7 @@ def time_layer_steps_par(need, miss, tok_ch, step_tokens, ip, frequency_ghz, dra
     S, L = need.shape[0], need.shape[1]
     ns = ip[IP_NS]
     bank_cycles = np.zeros(ns, dtype=np.int64)
-    stage = np.zeros(5, dtype=np.int64)
+    stage = np.zeros(NUM_STAGES, dtype=np.int64)
     t0 = 0
     while t0 < S and not order_free(dram_kernel, dram_params, dram_state):
         for l in range(L):
@@ -349,7 +404,7 @@ def time_layer_steps_par(need, miss, tok_ch, step_tokens, ip, frequency_ghz, dra
         states[l] = dram_state
         sram_part[l] = 0
         my_cycles = np.zeros(ns, dtype=np.int64)
-        my_stage = np.zeros(5, dtype=np.int64)
+        my_stage = np.zeros(NUM_STAGES, dtype=np.int64)
         for t in range(t0, S):
             _layer_step(need, miss, tok_ch, step_tokens[t], t, l, ip, frequency_ghz, dram_kernel, dram_params,
                         states[l], kinds, preds, starts[l], lengths[l], my_cycles, my_stage, acc_layer,

@@ -1,4 +1,4 @@
-"""PNG plots of a simulator report (matplotlib, Agg backend): stall breakdown, bank load, DRAM per layer.
+"""PNG plots of a simulator report (matplotlib, Agg backend): time bound by each resource, bank load, DRAM per layer.
 
 Each plot's title carries the report's label ("synthetic" when the trace is synthetic). Existing files are
 refused unless `force`; each PNG is written to a temporary name and renamed into place.
@@ -13,9 +13,9 @@ import numpy as np
 from codesign.atomic import atomic_path
 from codesign.errors import OutputExistsError
 
-PLOT_FILES = ("stall_breakdown.png", "bank_load.png", "dram_per_layer.png")
-STALL_KEYS = (("compute_cycles", "compute"), ("sram_bank_conflict_cycles", "SRAM / bank conflict"),
-              ("dram_cycles", "DRAM"))  # fmt: skip
+PLOT_FILES = ("bottleneck.png", "bank_load.png", "dram_per_layer.png")
+BOUND_KEYS = (("dram_cycles", "DRAM"), ("sram_port_cycles", "SRAM ports"), ("compute_cycles", "compute"),
+              ("topk_cycles", "top-k"))  # fmt: skip
 
 
 def _title(report: dict, text: str) -> str:
@@ -48,18 +48,18 @@ def write_plots(report: dict, directory, force: bool = False) -> list[Path]:
         raise OutputExistsError(existing[0])
     d.mkdir(parents=True, exist_ok=True)
 
-    # 1. stall breakdown per variant (stacked, ms)
+    # 1. time bound by each resource per variant (stacked, ms): each layer-step to its critical path's owner
     fig, ax = plt.subplots(figsize=(6, 4))
     variants = _variants(report)
     freq = report["hwconfig"]["clock"]["frequency_hz"]
     bottom = np.zeros(len(variants))
-    for key, label in STALL_KEYS:
-        ms = np.array([v["stalls"][key] / freq * 1e3 for _, v in variants])
+    for key, label in BOUND_KEYS:
+        ms = np.array([v["bound_by"][key] / freq * 1e3 for _, v in variants])
         ax.bar([name for name, _ in variants], ms, bottom=bottom, label=label)
         bottom += ms
     ax.set_ylabel("time (ms)")
     ax.legend()
-    ax.set_title(_title(report, f"Stall breakdown, batch {report['batch']}"))
+    ax.set_title(_title(report, f"Time bound by each resource, batch {report['batch']}"))
     _save(fig, paths[0])
     plt.close(fig)
 
@@ -68,7 +68,7 @@ def write_plots(report: dict, directory, force: bool = False) -> list[Path]:
     fig, ax = plt.subplots(figsize=(max(6, load.shape[1] * 0.12 + 2), max(3, load.shape[0] * 0.15 + 1)))
     im = ax.imshow(load, aspect="auto", cmap="viridis", interpolation="nearest")
     fig.colorbar(im, ax=ax, label="channel bundles read")
-    ax.set_xlabel(f"model bank (→ SRAM bank j mod {report['hwconfig']['sram']['num_banks']})")
+    ax.set_xlabel(f"model bank ({report['model']['bank_mapping']})")
     ax.set_ylabel("layer")
     ax.set_title(_title(report, "Per-bank load"))
     _save(fig, paths[1])

@@ -22,6 +22,7 @@ from codesign.sim.engine import (
     step_starts,
 )
 from codesign.sim.pipeline import (
+    BOUND_COLUMNS,
     COL,
     COMPUTE,
     FETCH,
@@ -30,7 +31,7 @@ from codesign.sim.pipeline import (
     TOPK,
     build_pipeline,
     compile_pipeline,
-    critical_path_py,
+    critical_owner_py,
 )
 from codesign.sim.residency import ResidencyPy, choose_pinned
 
@@ -39,6 +40,13 @@ def _channels(words: np.ndarray, bank_size: int) -> np.ndarray:
     """Set channels of one layer's words (nb, W) as sorted layer-channel indices."""
     bits = np.unpackbits(words.view(np.uint8).reshape(words.shape[0], -1), axis=-1, bitorder="little")
     return np.flatnonzero(bits[:, :bank_size].reshape(-1))
+
+
+def _round_robin(n: int, banks: int) -> np.ndarray:
+    """n accesses dealt one at a time to banks 0, 1, ..., banks − 1, 0, ...: accesses per bank."""
+    out = np.zeros(banks, dtype=np.int64)
+    np.add.at(out, np.arange(n) % banks, 1)
+    return out
 
 
 def simulate_variant_ref(
@@ -86,10 +94,13 @@ def simulate_variant_ref(
             u = np.bitwise_count(need[t, l]).sum(axis=-1).astype(np.int64)  # (nb,)
             m = np.bitwise_count(miss[0, l]).sum(axis=-1).astype(np.int64)
             reads = u if union_exec else tok_ch[t, l]
-            per_sram = np.bincount(
-                sram_of_bank, weights=(reads + m) * lines * p.sram_line_interval_cycles, minlength=ns
-            ).astype(np.int64)
-            port_cycles = -(-per_sram // p.ports_per_bank)
+            if p.placement == "stripe":  # every bank gets its round-robin share of the step's lines
+                read_lines = _round_robin(int(reads.sum()) * lines, ns)
+                write_lines = _round_robin(int(m.sum()) * lines, ns)
+            else:
+                read_lines = np.bincount(sram_of_bank, weights=reads * lines, minlength=ns).astype(np.int64)
+                write_lines = np.bincount(sram_of_bank, weights=m * lines, minlength=ns).astype(np.int64)
+            port_cycles = -(-((read_lines + write_lines) * p.sram_line_interval_cycles) // p.ports_per_bank)
             starts_b, lengths_b = [], []
             if p.sparse:
                 starts_b.append(p.layout.total_bytes + l * p.predictor_bytes_per_layer)
@@ -116,14 +127,12 @@ def simulate_variant_ref(
             stage[FETCH] = 0 if time_ns <= 0 else int(math.ceil(time_ns * (p.frequency_hz / 1e9) - 1e-9))
             stage[SRAM] = int(port_cycles.max())
             stage[COMPUTE] = -(-ffn_macs // mpc)
-            total = critical_path_py(stage, pipe, 0)
-            t_sram = critical_path_py(stage, pipe, 0b100)
-            t_comp = critical_path_py(stage, pipe, 0b110)
+            total, owner = critical_owner_py(stage, pipe)
             row = {
-                "steps": 1, "tokens": tokens, "cycles": total, "compute_cycles": t_comp,
-                "sram_bank_conflict_cycles": t_sram - t_comp, "dram_stall_cycles": total - t_sram,
-                "predictor_stage_cycles": stage[PREDICTOR] + stage[TOPK], "fetch_stage_cycles": stage[FETCH],
-                "sram_stage_cycles": stage[SRAM], "ffn_stage_cycles": stage[COMPUTE],
+                "steps": 1, "tokens": tokens, "cycles": total, BOUND_COLUMNS[owner]: total,
+                "dram_busy_cycles": stage[FETCH], "sram_port_busy_cycles": stage[SRAM],
+                "compute_busy_cycles": stage[PREDICTOR] + stage[COMPUTE], "topk_busy_cycles": stage[TOPK],
+                "predictor_compute_cycles": stage[PREDICTOR], "ffn_compute_cycles": stage[COMPUTE],
                 "dram_read_bytes": moved, "dram_ffn_bytes": int(m.sum()) * bundle,
                 "dram_predictor_bytes": p.predictor_bytes_per_layer, "sram_read_lines": int(reads.sum()) * lines,
                 "sram_write_lines": int(m.sum()) * lines, "ffn_macs": ffn_macs, "predictor_macs": pred_macs,
@@ -134,8 +143,8 @@ def simulate_variant_ref(
             for key, value in row.items():
                 acc[l, COL[key]] += value
             acc_ns[l] += time_ns
-            acc_sram[:, 0] += np.bincount(sram_of_bank, weights=reads * lines, minlength=ns).astype(np.int64)
-            acc_sram[:, 1] += np.bincount(sram_of_bank, weights=m * lines, minlength=ns).astype(np.int64)
+            acc_sram[:, 0] += read_lines
+            acc_sram[:, 1] += write_lines
             acc_sram[:, 2] += port_cycles
             acc_bank[l, :, 0] += reads
             acc_bank[l, :, 1] += m

@@ -1,4 +1,4 @@
-"""The simulator report: totals, stall breakdown, per-layer and per-bank tables, baselines and ratios.
+"""The simulator report: totals, bottlenecks (cycles bound by each resource, busy and utilisation), per-layer and per-bank tables, baselines and ratios.
 
 Every key carries its unit. Energy is derived here from the engine's integer event counts (SRAM line reads
 and fill writes, DRAM bytes, MACs) and the leakage over the simulated time; the SRAM costs come from the
@@ -18,7 +18,7 @@ import numpy as np
 from codesign.atomic import write_text_atomic
 from codesign.errors import OutputExistsError
 from codesign.sim.engine import VariantResult
-from codesign.sim.pipeline import COL, LAYER_COLUMNS, SRAM_COLUMNS
+from codesign.sim.pipeline import COL, LAYER_COLUMNS, RESOURCES, SRAM_COLUMNS
 
 SYNTHETIC_LABEL = "synthetic"
 
@@ -42,14 +42,14 @@ def _energy(p, rows: np.ndarray, cycles) -> dict:
 
 
 def variant_summary(v: VariantResult, peak_dram_bandwidth_bytes_per_s: float) -> dict:
-    """totals + stalls + energy of one variant."""
+    """totals, bottlenecks (bound_by, busy, utilisation) and energy of one variant."""
     p = v.params
     t = {name: int(v.per_layer[:, i].sum()) for i, name in enumerate(LAYER_COLUMNS)}
     cycles = t["cycles"]
     time_s = cycles / p.frequency_hz
     tokens = int(v.per_layer[0, COL["tokens"]])
     energy = {k: float(x) for k, x in _energy(p, v.per_layer.sum(axis=0), cycles).items()}
-    mean_total = t["bank_total_cycles"] / p.num_sram_banks
+    mean_total = t["bank_total_cycles"] / p.sram_banks_used  # over the banks that hold weights
     totals = {
         "cycles": cycles,
         "time_s": time_s,
@@ -81,16 +81,22 @@ def variant_summary(v: VariantResult, peak_dram_bandwidth_bytes_per_s: float) ->
         "bank_imbalance": t["bank_max_cycles"] / mean_total - 1.0 if mean_total else 0.0,
         "sram_imbalance_cycles": t["bank_max_cycles"] - mean_total,
     }
-    stalls = {
-        "compute_cycles": t["compute_cycles"],
-        "sram_bank_conflict_cycles": t["sram_bank_conflict_cycles"],
-        "dram_cycles": t["dram_stall_cycles"],
+    bound = {f"{r}_cycles": t[f"{r}_bound_cycles"] for r in RESOURCES}
+    busy = {f"{r}_cycles": t[f"{r}_busy_cycles"] for r in RESOURCES}
+    utilisation = {r: (t[f"{r}_busy_cycles"] / cycles if cycles else 0.0) for r in RESOURCES}
+    # the busiest SRAM bank's port utilisation above; the mean over the banks that hold weights here
+    utilisation["sram_port_mean"] = mean_total / cycles if cycles else 0.0
+    return {
+        "totals": totals,
+        # each layer-step's cycles, all to the resource owning its critical path (pipeline docstring)
+        "bound_by": bound,
+        "busy": busy,
+        "utilisation": utilisation,
+        "compute_split": {
+            "predictor_cycles": t["predictor_compute_cycles"],
+            "ffn_cycles": t["ffn_compute_cycles"],
+        },
     }
-    stages = {
-        k: t[k]
-        for k in ("predictor_stage_cycles", "fetch_stage_cycles", "sram_stage_cycles", "ffn_stage_cycles")
-    }
-    return {"totals": totals, "stalls": stalls, "stage_busy": stages}
 
 
 def per_layer_rows(v: VariantResult) -> list[dict]:
@@ -105,18 +111,27 @@ def per_layer_rows(v: VariantResult) -> list[dict]:
 
 
 def per_bank_rows(v: VariantResult) -> list[dict]:
-    """Per SRAM bank: lines read / written, port cycles, and which model banks map to it."""
+    """Per SRAM bank: lines read / written, port cycles, and (modulo placement) which model banks map to it."""
     p = v.params
     rows = []
     for s in range(p.num_sram_banks):
         row = {"sram_bank": s, **{name: int(v.per_sram_bank[s, i]) for i, name in enumerate(SRAM_COLUMNS)}}
-        mapped = v.bank_load[:, s :: p.num_sram_banks, :]
-        row["model_banks_per_layer"] = mapped.shape[1]
-        row["channels_read"] = int(mapped[..., 0].sum())
-        row["channels_missed"] = int(mapped[..., 1].sum())
+        if p.placement == "modulo":
+            mapped = v.bank_load[:, s :: p.num_sram_banks, :]
+            row["model_banks_per_layer"] = mapped.shape[1]
+            row["channels_read"] = int(mapped[..., 0].sum())
+            row["channels_missed"] = int(mapped[..., 1].sum())
         row["read_bytes"] = row["read_lines"] * p.line_bytes
         rows.append(row)
     return rows
+
+
+def bank_mapping(p) -> str:
+    if p.placement == "stripe":
+        return f"every bundle striped over all {p.num_sram_banks} SRAM banks (lines dealt round-robin)"
+    return (
+        f"model bank j of every layer → SRAM bank j mod {p.num_sram_banks} ({p.sram_banks_used} hold weights)"
+    )
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -151,7 +166,9 @@ def build_report(result) -> dict:
             "lines_per_bundle": p.lines_per_bundle,
             "capacity_bundles_per_sram_bank": p.capacity_bundles,
             "model_banks_per_layer": p.num_model_banks,
-            "bank_mapping": f"model bank j of every layer → SRAM bank j mod {p.num_sram_banks}",
+            "placement": p.placement,
+            "bank_mapping": bank_mapping(p),
+            "sram_banks_used": p.sram_banks_used,
             "model_fit": result.model_fit,
         },
         "area": {
@@ -189,12 +206,8 @@ def build_report(result) -> dict:
 
 
 # ---- writers ----------------------------------------------------------------------------------------------
-def _atomic_write_text(path: Path, text: str, force: bool) -> None:
-    write_text_atomic(path, text, force=force)
-
-
 def write_json(report: dict, path, force: bool = False) -> Path:
-    _atomic_write_text(Path(path), json.dumps(report, indent=2, default=_json_default) + "\n", force)
+    write_text_atomic(Path(path), json.dumps(report, indent=2, default=_json_default) + "\n", force=force)
     return Path(path)
 
 
@@ -225,7 +238,8 @@ def write_csv(report: dict, directory, force: bool = False) -> list[Path]:
     for variant, summary in (("sparse", report), ("dense_baseline", report["dense_baseline"]),
                              ("global_topk", report["global_topk"])):  # fmt: skip
         if summary is not None:
-            row = {"variant": variant, "label": report["label"], **summary["totals"], **summary["stalls"]}
+            bound = {f"bound_{k}": x for k, x in summary["bound_by"].items()}
+            row = {"variant": variant, "label": report["label"], **summary["totals"], **bound}
             totals.append(row)
     label = {"label": report["label"]}  # "synthetic" travels with every row
     texts = {
@@ -234,5 +248,5 @@ def write_csv(report: dict, directory, force: bool = False) -> list[Path]:
         "per_bank.csv": _csv_text([{**label, **row} for row in report["per_bank"]]),
     }
     for name, text in texts.items():
-        _atomic_write_text(d / name, text, force=True)
+        write_text_atomic(d / name, text, force=True)
     return [d / name for name in CSV_FILES]

@@ -66,7 +66,7 @@ def params_from_config(
         predictor_rank=predictor_rank or cfg.predictor.rank, sram_read_energy_pj=sram.read_energy_pj,
         sram_write_energy_pj=sram.write_energy_pj, dram_energy_pj_per_bit=cfg.dram.read_energy_pj_per_bit,
         mac_energy_pj=compute.mac_energy_pj, leakage_mw_per_bank=sram.leakage_mw_per_bank,
-        area_mm2_per_bank=sram.area_mm2_per_bank,
+        area_mm2_per_bank=sram.area_mm2_per_bank, placement=sram.placement,
     )  # fmt: skip
 
 

@@ -50,8 +50,8 @@ def test_default_trace_with_all_outputs(tmp_path, capsys):
     assert sorted(p.name for p in csv_dir.iterdir()) == ["per_bank.csv", "per_layer.csv", "totals.csv"]
     assert sorted(p.name for p in plot_dir.iterdir()) == [
         "bank_load.png",
+        "bottleneck.png",
         "dram_per_layer.png",
-        "stall_breakdown.png",
     ]
     assert all(p.stat().st_size > 1000 for p in plot_dir.iterdir())
     before = json_path.read_text()

@@ -162,7 +162,7 @@ def test_sram_port_time_is_exact(ports):
     """An SRAM-bound layer-step takes predictor + top-k + ceil(lines · interval / ports) cycles: one line more
     on the busiest bank costs exactly `interval / ports` more (blocked until then, not earlier)."""
     cfg = config("sram.residency=none", f"sram.ports_per_bank={ports}", "compute.macs_per_cycle=1000000",
-                 "dram.model=ideal")  # fmt: skip
+                 "dram.model=ideal", "sram.placement=modulo")  # fmt: skip
     p = params_from_config(cfg, HIDDEN, INTER, LAYERS, 16)
     interval = cfg.sram_line_interval_cycles
     masks = np.zeros((1, LAYERS, INTER), dtype=bool)
@@ -171,8 +171,9 @@ def test_sram_port_time_is_exact(ports):
     busy_lines = 32 * 2 * p.lines_per_bundle  # reads + fill writes
     sram = -(-busy_lines * interval // ports)
     pred = -(-(HIDDEN * 16 + 16 * INTER) // p.macs_per_cycle) + p.topk_cycles_per_bank * (INTER // 64 // 4)
-    assert s["stage_busy"]["sram_stage_cycles"] == LAYERS * sram
+    assert s["busy"]["sram_port_cycles"] == LAYERS * sram
     assert s["totals"]["cycles"] == LAYERS * (pred + sram)  # SRAM-bound: fetch and compute hide under it
+    assert s["bound_by"]["sram_port_cycles"] == s["totals"]["cycles"]
     masks[0, :, 1] = True  # one more channel on SRAM bank 0 only
     _, s2 = run(cfg, masks, 1)
     assert s2["totals"]["cycles"] - s["totals"]["cycles"] == LAYERS * (

@@ -20,11 +20,16 @@ from codesign.sim.engine import (
     words_from_masks,
 )
 from codesign.sim.pipeline import (
+    BOUND_COLUMNS,
     LAYER_COLUMNS,
+    R_COMPUTE,
+    R_DRAM,
+    R_SRAM,
+    R_TOPK,
     build_pipeline,
     compile_pipeline,
-    critical_path,
-    critical_path_py,
+    critical_owner,
+    critical_owner_py,
     dram_kernel_id,
     time_layer_steps,
     time_layer_steps_par,
@@ -108,18 +113,34 @@ def test_critical_path_matches_networkx_longest_path():
         for sparse in (True, False):
             g = build_pipeline(double_buffer, sparse)
             pipe = compile_pipeline(g)
-            for _ in range(20):
-                stage = rng.integers(0, 1000, size=5).astype(np.int64)
+            for _ in range(40):
+                stage = rng.integers(0, 4, size=5).astype(np.int64) * 250  # ties between paths are common
                 weighted = nx.DiGraph()  # node weight on its incoming edges + a source
                 for n in g.nodes:
                     weighted.add_edge("src", n, w=int(stage[g.nodes[n]["kind"]]))
                 for a, b in g.edges:
                     weighted.add_edge(a, b, w=int(stage[g.nodes[b]["kind"]]))
                 expected = nx.dag_longest_path_length(weighted, weight="w")
-                assert critical_path(stage, pipe.kinds, pipe.preds, 0) == expected
-                assert critical_path_py(stage, pipe, 0) == expected
+                assert critical_owner(stage, pipe.kinds, pipe.preds) == critical_owner_py(stage, pipe)
+                assert critical_owner(stage, pipe.kinds, pipe.preds)[0] == expected
     chain = compile_pipeline(build_pipeline(False, True))
-    assert critical_path(np.arange(1, 6, dtype=np.int64), chain.kinds, chain.preds, 0) == 15
+    assert critical_owner(np.arange(1, 6, dtype=np.int64), chain.kinds, chain.preds) == (15, R_COMPUTE)
+
+
+@pytest.mark.parametrize(
+    "stage, owner",
+    [
+        ([3, 1, 34, 12, 6], R_DRAM),  # predictor, topk, fetch, sram, compute: DRAM streams longest
+        ([3, 1, 10, 12, 6], R_SRAM),
+        ([3, 1, 10, 12, 13], R_COMPUTE),  # compute 3 + 13 on the path
+        ([3, 40, 10, 12, 13], R_TOPK),
+        ([3, 1, 12, 12, 6], R_DRAM),  # a tie goes to DRAM, the first resource
+    ],
+)
+def test_critical_path_owner_is_the_resource_on_the_path_with_most_cycles(stage, owner):
+    pipe = compile_pipeline(build_pipeline(True, True))
+    total, got = critical_owner(np.array(stage, dtype=np.int64), pipe.kinds, pipe.preds)
+    assert got == owner and total == stage[0] + stage[1] + max(stage[2:])
 
 
 @pytest.mark.parametrize("residency", ["lru", "lfu", "none", "pinned_hot"])
@@ -159,18 +180,49 @@ def test_result_does_not_depend_on_chunking(dram):
         np.testing.assert_array_equal(r.per_layer, results[0].per_layer)
 
 
-def test_stall_breakdown_sums_to_cycles(dram):
+@pytest.mark.parametrize(
+    "overrides, owner",
+    [
+        ({"macs_per_cycle": 1}, "compute"),  # a 1-MAC array: compute owns every layer-step
+        ({"sram_line_interval_cycles": 5000}, "sram_port"),  # a line every 5 µs: the ports own it
+        ({"topk_cycles_per_bank": 100000}, "topk"),
+        # wide ports, a big array, fast top-k: streaming the missed bundles from one HBM3 stack is what's left
+        (
+            {
+                "ports_per_bank": 64,
+                "sram_line_interval_cycles": 1,
+                "macs_per_cycle": 1 << 16,
+                "topk_cycles_per_bank": 1,
+            },
+            "dram",
+        ),  # fmt: skip
+    ],
+)
+def test_cycles_are_bound_by_the_resource_that_owns_the_critical_path(dram, overrides, owner):
     rng = np.random.default_rng(2)
-    for double_buffer in (True, False):
-        p = small_params(double_buffer=double_buffer)
-        masks, is_decode, seq_id = uniform_trace(rng, 16, p)
-        r = simulate_variant("s", p, make_blocks(masks, is_decode, seq_id, 64, 16), dram, 2)
-        col = dict(zip(LAYER_COLUMNS, r.per_layer.T, strict=True))
-        parts = col["compute_cycles"] + col["sram_bank_conflict_cycles"] + col["dram_stall_cycles"]
-        np.testing.assert_array_equal(parts, col["cycles"])
-        if not double_buffer:  # serial stages: the stalls are the stage times
-            np.testing.assert_array_equal(col["dram_stall_cycles"], col["fetch_stage_cycles"])
-            np.testing.assert_array_equal(col["sram_bank_conflict_cycles"], col["sram_stage_cycles"])
+    p = small_params(**overrides)
+    masks, is_decode, seq_id = uniform_trace(rng, 16, p)
+    r = simulate_variant("s", p, make_blocks(masks, is_decode, seq_id, 64, 16), dram, 2)
+    col = dict(zip(LAYER_COLUMNS, r.per_layer.T, strict=True))
+    np.testing.assert_array_equal(col[f"{owner}_bound_cycles"], col["cycles"])
+    # the owner is also the busiest resource, and no resource is busier than the whole run
+    busy = {name: col[f"{name}_busy_cycles"].sum() for name in ("dram", "sram_port", "compute", "topk")}
+    assert max(busy, key=busy.get) == owner and max(busy.values()) <= col["cycles"].sum()
+
+
+def test_more_sram_ports_do_not_relabel_a_dram_bound_run(dram):
+    """The old split blamed SRAM ports for a DRAM-bound run and flipped with ports_per_bank; ownership does not."""
+    rng = np.random.default_rng(5)
+    masks, is_decode, seq_id = uniform_trace(rng, 12, small_params())
+    out = []
+    for ports in (1, 2):
+        # dense decode on 64 striped banks and a big array: DRAM-bound
+        p = small_params(
+            k=64, ports_per_bank=ports, num_sram_banks=64, sram_line_interval_cycles=1, macs_per_cycle=1 << 16
+        )
+        r = simulate_variant("d", p, make_blocks(masks, is_decode, seq_id, 64, 12), dram, 1)
+        out.append({c: r.total(c) for c in ("cycles", *BOUND_COLUMNS)})
+    assert out[0] == out[1] and out[0]["dram_bound_cycles"] == out[0]["cycles"]
 
 
 def test_params_with_k_keeps_everything_else():

@@ -26,9 +26,13 @@ DRAM requests (runs of missed channels at layer·192 + c·24, plus the predictor
 [144,192) 2 + 2 = 7; t2L1 [192,240) 2 + [312,336) 2 + 2 = 6 → 34 bursts = 1088 B in 18 requests.
 Compute per layer-step: FFN 3·4·4 = 48 MACs → 6 cycles; predictor 4·2 + 2·8 = 24 MACs → 3 cycles; top-k
 1·ceil(2/2) = 1 cycle.
-double buffer: T = 3 + 1 + max(34, S, 6) = 38 per layer-step → 228 cycles; compute 10·6 = 60; SRAM stall
-max(S, 6) − 6 = 6,6,3,6,6,6 → 33; DRAM 228 − 60 − 33 = 135.
-serial: T = 3 + 1 + 34 + S + 6 = 56,56,53,56,56,56 → 333; compute 60, SRAM 69, DRAM 204.
+double buffer: T = 3 + 1 + max(34, S, 6) = 38 per layer-step → 228 cycles. The critical path is predictor
+(compute, 3) → topk (1) → fetch (DRAM, 34): DRAM owns every layer-step, so all 228 cycles are DRAM-bound.
+Busy: DRAM 6·34 = 204, SRAM ports Σ max 69, compute 6·(3 + 6) = 54, top-k 6.
+serial: T = 3 + 1 + 34 + S + 6 = 56,56,53,56,56,56 → 333; on the path DRAM 34 > S ≤ 12 > compute 9: all
+333 DRAM-bound.
+stripe placement (the default; the case above is `modulo`): a layer-step's (2 reads + misses)·3 lines dealt
+over both banks: 24, 24, 15, 18, 24, 21 lines → busiest bank 12, 12, 8, 9, 12, 11 = 64 port cycles.
 Energy (read 1 pJ/line, write 2 pJ/line, DRAM 0.5 pJ/bit, MAC 0.25 pJ, 1 mW leakage per bank):
 72 read lines → 72; 54 fill lines → 108; 1088 B · 8 · 0.5 → 4352; (288 + 144) MACs → 108;
 2 mW · 228 ns → 456 pJ; total 5096 pJ (double buffer).
@@ -52,17 +56,18 @@ KEPT = [  # token → layer → kept channels
 ]
 
 
-def golden_params(double_buffer: bool) -> SimParams:
+def golden_params(double_buffer: bool, placement: str = "modulo") -> SimParams:
     return SimParams(
         hidden=4, intermediate=8, layers=2, bank_size=4, k=2, dtype_bytes=2, num_sram_banks=2,
         bank_size_bytes=96, line_bytes=8, ports_per_bank=1, sram_line_interval_cycles=1, macs_per_cycle=8,
         topk_cycles_per_bank=1, frequency_hz=1e9, execution="batch_union", residency="lru",
         double_buffer=double_buffer, predictor_rank=2, sram_read_energy_pj=1.0, sram_write_energy_pj=2.0,
         dram_energy_pj_per_bit=0.5, mac_energy_pj=0.25, leakage_mw_per_bank=1.0, area_mm2_per_bank=0.1,
+        placement=placement,
     )  # fmt: skip
 
 
-def run(double_buffer: bool, twin: bool = False):
+def run(double_buffer: bool, twin: bool = False, placement: str = "modulo"):
     dram = build_dram(
         load_hwconfig("hwconfigs/bank64.yaml", ["dram.model=ideal", "dram.timing.tRFC_ns=0"]).dram
     )
@@ -72,7 +77,7 @@ def run(double_buffer: bool, twin: bool = False):
             masks[t, l, sorted(kept)] = True
     block = Block(words_from_masks(masks, 4), np.ones(3, bool), np.arange(3, dtype=np.int32))
     sim = simulate_variant_ref if twin else simulate_variant
-    p = golden_params(double_buffer)
+    p = golden_params(double_buffer, placement)
     return variant_summary(
         sim("golden", p, lambda: iter([block]), dram, 1), peak_dram_bandwidth_bytes_per_s=8.192e11
     )
@@ -83,7 +88,8 @@ def test_golden_double_buffered(twin):
     s = run(double_buffer=True, twin=twin)
     t = s["totals"]
     assert (t["cycles"], t["tokens"], t["steps"]) == (228, 3, 3)
-    assert s["stalls"] == {"compute_cycles": 60, "sram_bank_conflict_cycles": 33, "dram_cycles": 135}
+    assert s["bound_by"] == {"dram_cycles": 228, "sram_port_cycles": 0, "compute_cycles": 0, "topk_cycles": 0}
+    assert s["busy"] == {"dram_cycles": 204, "sram_port_cycles": 69, "compute_cycles": 54, "topk_cycles": 6}
     assert (t["dram_read_bytes"], t["dram_requests"], t["dram_ffn_bytes"], t["dram_predictor_bytes"]) == (
         1088,
         18,
@@ -93,8 +99,8 @@ def test_golden_double_buffered(twin):
     assert (t["union_channels"], t["miss_channels"]) == (24, 18)
     assert (t["sram_read_bytes"], t["sram_write_bytes"]) == (72 * 8, 54 * 8)
     assert (t["ffn_macs"], t["predictor_macs"]) == (288, 144)
-    assert s["stage_busy"] == {"predictor_stage_cycles": 24, "fetch_stage_cycles": 204, "sram_stage_cycles": 69,
-                               "ffn_stage_cycles": 36}  # fmt: skip
+    assert s["compute_split"] == {"predictor_cycles": 18, "ffn_cycles": 36}
+    assert s["utilisation"]["dram"] == pytest.approx(204 / 228, rel=1e-12)
     assert t["sram_read_energy_pj"] == 72.0 and t["sram_write_energy_pj"] == 108.0
     assert t["dram_energy_pj"] == 4352.0 and t["mac_energy_pj"] == 108.0
     assert t["leakage_energy_pj"] == pytest.approx(456.0, rel=1e-12)
@@ -105,4 +111,12 @@ def test_golden_double_buffered(twin):
 def test_golden_serial():
     s = run(double_buffer=False)
     assert s["totals"]["cycles"] == 333
-    assert s["stalls"] == {"compute_cycles": 60, "sram_bank_conflict_cycles": 69, "dram_cycles": 204}
+    assert s["bound_by"] == {"dram_cycles": 333, "sram_port_cycles": 0, "compute_cycles": 0, "topk_cycles": 0}
+
+
+@pytest.mark.parametrize("twin", [False, True])
+def test_golden_striped(twin):
+    s = run(double_buffer=True, twin=twin, placement="stripe")
+    t = s["totals"]
+    assert s["busy"]["sram_port_cycles"] == 64 and t["cycles"] == 228  # SRAM is off the critical path
+    assert t["bank_imbalance"] == pytest.approx(64 / 63 - 1, rel=1e-12)

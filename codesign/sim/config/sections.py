@@ -106,6 +106,10 @@ class SramConfig(_Section):
     cycle_ns: PositiveFloat  # min time between two accesses to one macro
     residency: Literal["none", "lru", "lfu", "pinned_hot"] = "lru"
     double_buffer: bool = True
+    # stripe: every bundle striped over all banks along the hidden dimension (the layer-step's lines dealt
+    # round-robin); modulo: model bank j of every layer in SRAM bank j mod num_banks (idle banks when a
+    # layer has fewer model banks than there are SRAM banks)
+    placement: Literal["stripe", "modulo"] = "stripe"
 
     @model_validator(mode="before")
     @classmethod

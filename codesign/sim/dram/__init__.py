@@ -11,6 +11,9 @@ signature and contract, see base.py). Implementations are chosen by exact name (
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 from codesign.sim.dram import params
 from codesign.sim.dram.bank_stream import service_requests_stream, service_requests_stream_py
 from codesign.sim.dram.bank_timing import service_requests, service_requests_py
@@ -18,11 +21,16 @@ from codesign.sim.dram.base import DramModel, DramResult
 from codesign.sim.dram.ideal import service_requests_ideal, service_requests_ideal_py
 from codesign.sim.dram.presets import PRESETS, DramDevice
 
-# name -> (njit kernel, plain-Python twin)
+
+class Registered(NamedTuple):
+    kernel: Callable  # the njit kernel (contract in base.py)
+    twin: Callable  # its plain-Python twin
+
+
 REGISTRY = {
-    "bank_timing": (service_requests, service_requests_py),
-    "ideal": (service_requests_ideal, service_requests_ideal_py),
-    "bank_stream": (service_requests_stream, service_requests_stream_py),
+    "bank_timing": Registered(service_requests, service_requests_py),
+    "ideal": Registered(service_requests_ideal, service_requests_ideal_py),
+    "bank_stream": Registered(service_requests_stream, service_requests_stream_py),
 }
 DRAM_MODELS = tuple(REGISTRY)
 
