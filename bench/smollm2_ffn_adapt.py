@@ -13,6 +13,7 @@ plus each run's learning curve (evals.jsonl: ppl vs tokens) and wall time, writt
 bench/results/smollm2_ffn_adapt.json and a PNG beside it.
 
     python bench/smollm2_ffn_adapt.py --runs /work/runs [--ranks 8 16 32 48] [--ship-rank 32]
+    (or in two parts: --baselines only, any time; later --baselines reuse)
 """
 
 from __future__ import annotations
@@ -51,7 +52,13 @@ def main() -> None:
     ap.add_argument("--ship-dir", type=Path, default=Path(__file__).parents[1] / "adapters")
     ap.add_argument("--sens-tokens", type=int, default=2048, help="train tokens for per-layer sensitivity")
     ap.add_argument("--layer-k-step", type=int, default=8)
-    ap.add_argument("--skip-baselines", action="store_true")
+    ap.add_argument(
+        "--baselines",
+        choices=["run", "only", "reuse"],
+        default="run",
+        help="training-free rows: measure here, measure only them (-> --baselines-file), or reuse that file",
+    )
+    ap.add_argument("--baselines-file", type=Path, default=RESULTS / "smollm2_training_free_k16_k32.json")
     ap.add_argument("--out", type=Path, default=RESULTS / "smollm2_ffn_adapt.json")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -76,6 +83,11 @@ def main() -> None:
         return rows[name]
 
     run("dense_untrained", base, "the base checkpoint, no training", recall=False)
+    if args.baselines == "only":
+        _baselines(base, corpus, args, run)
+        write_result(args.baselines_file, {"eval_windows_shape": list(val.shape), "rows": rows})
+        print(f"wrote {args.baselines_file}")
+        return
     curves, runs_info = {}, {}
     for key, dirname in RUNS.items():
         run_dir = args.runs / dirname
@@ -106,8 +118,18 @@ def main() -> None:
         row["check_windows_ppl"] = perplexity(shipped, val[:2, :256]).ppl  # what the test reproduces
         del shipped, model
 
-    if not args.skip_baselines:
+    if args.baselines == "run":
         _baselines(base, corpus, args, run)
+    else:  # measured earlier on the same windows by --baselines only
+        saved = json.loads(args.baselines_file.read_text())
+        assert saved["eval_windows_shape"] == list(val.shape), "baselines were measured on other windows"
+        rows.update(
+            {
+                k: {**v, "measured_in": args.baselines_file.name}
+                for k, v in saved["rows"].items()
+                if k != "dense_untrained"
+            }
+        )
     ctrl = rows.get("dense_control", rows["dense_untrained"])["ppl"]
     for r in rows.values():
         r["ppl_vs_dense_control_pct"] = round(100 * (r["ppl"] / ctrl - 1), 2)
