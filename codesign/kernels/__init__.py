@@ -13,7 +13,7 @@ from codesign.kernels.bank_topk import bank_topk, check_banks, predictor_bank_to
 from codesign.kernels.pack import bundle_views, pack_bundles, pack_model, unpack_bundles, unpack_model
 from codesign.kernels.routing import (
     Routing,
-    bank_topk_ref,
+    bank_topk_indices,
     bank_topk_routing_ref,
     indices_to_mask,
     pack_mask_bits,
@@ -34,7 +34,7 @@ __all__ = [
     "Routing",
     "SparseSwiGLUFunction",
     "bank_topk",
-    "bank_topk_ref",
+    "bank_topk_indices",
     "bank_topk_routing_ref",
     "bundle_views",
     "check_banks",

@@ -45,11 +45,12 @@ def _variants(full: bool):
     """(label, "module.kernel", pointer types, constexprs, warps, stages)."""
     from codesign.kernels.decode import DOWN_CONFIGS, GATE_UP_CONFIGS
     from codesign.kernels.gathered_rows import ROWS_CONFIGS
+    from codesign.kernels.routing import DECODE_TILE_TOKENS, TILE_TOKENS
     from codesign.kernels.sparse_swiglu import H_CONFIGS
 
     for dt in ("bf16", "fp32") if full else ("bf16",):
         f32 = dt == "fp32"
-        for tile in (16, 64) if full else (16,):
+        for tile in TILE_TOKENS if full else (DECODE_TILE_TOKENS,):
             for fused in (False, True):
                 const = dict(B=64, K=16, BLOCK_T=tile, BLOCK_R=64, FUSED=fused, HAS_BIAS=True, DOT_F32=f32)
                 yield (
@@ -92,7 +93,7 @@ def _variants(full: bool):
             )
             const = dict(B=64, BLOCK_T=tile, BLOCK_D=128, DOT_F32=f32)
             yield (
-                f"bwd_w {dt} tile={tile}",
+                f"bwd_w {dt} tile={tile}",  # the tile is this kernel's tl.dot K: why tiles below 16 are refused
                 "sparse_swiglu._sparse_swiglu_bwd_w_kernel",
                 _ptrs(dt, ("x_ptr", "dy_ptr")),
                 const,

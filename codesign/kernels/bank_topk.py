@@ -6,8 +6,10 @@ Outputs a `Routing` (kept ids, the packed mask in the trace store's bit order, a
 union of kept channels that the sparse SwiGLU kernel reads). The predictor's second matmul can be fused in
 (`predictor_bank_topk`), so the (T, I) logits never round-trip through memory.
 
-Triton path needs B a power of two >= 16 (tl.arange widths, whole mask bytes per bank, tl.dot tiles >= 16); other
-bank sizes take the torch path.
+The Triton path takes what codesign.kernels.dispatch.triton_unsupported allows (B a power of two >= 16; fp32,
+bf16 or fp16 logits, compared exactly after an fp32 upcast). Anything else, e.g. B = 48 or float64 logits (an
+fp32 cast would merge close values), runs the torch path, which selects on the input's own dtype, under
+backend="auto", and is a one-line ConfigError under backend="triton".
 """
 
 from __future__ import annotations
@@ -18,12 +20,10 @@ import triton.language as tl
 
 from codesign.errors import ConfigError
 from codesign.kernels import dispatch
-from codesign.kernels.dispatch import dot_in_fp32, is_pow2, resolve
-from codesign.kernels.routing import Routing, bank_topk_ref, bank_topk_routing_ref, default_tile_tokens
+from codesign.kernels.dispatch import choose, dot_in_fp32
+from codesign.kernels.routing import Routing, bank_topk_routing_ref, check_2d, resolve_tile_tokens
 
-MIN_TRITON_BANK = 16  # smaller banks take the torch path (tl.dot tiles are at least 16 wide)
-
-__all__ = ["bank_topk", "predictor_bank_topk", "bank_topk_ref", "check_banks"]
+__all__ = ["bank_topk", "predictor_bank_topk", "check_banks"]
 
 
 @triton.jit
@@ -126,11 +126,6 @@ def check_banks(intermediate: int, bank_size: int, k: int) -> None:
         raise ConfigError(f"k={k} must be in 1..bank_size={bank_size}")
 
 
-def _triton_ok(bank_size: int, tile: int) -> bool:
-    # a power of two for tl.arange; >= 16 because the fused predictor tl.dot needs N >= 16 on GPUs
-    return is_pow2(bank_size) and bank_size >= MIN_TRITON_BANK and is_pow2(tile)
-
-
 def _launch(logits, h, w, bias, tokens, intermediate, bank_size, k, tile, device) -> Routing:
     nb = intermediate // bank_size
     n_tiles = triton.cdiv(tokens, tile)
@@ -163,10 +158,11 @@ def bank_topk(
     logits: torch.Tensor, bank_size: int, k: int, tile_tokens: int | None = None, backend: str = "auto"
 ) -> Routing:
     """Routing of logits (T, I): the k largest of every bank of `bank_size` channels, ties to the lower index."""
+    check_2d(logits, "logits", "(tokens, intermediate)", "bank_topk")
     tokens, intermediate = logits.shape
     check_banks(intermediate, bank_size, k)
-    tile = tile_tokens or default_tile_tokens(tokens)
-    if resolve(logits, backend) == "torch" or not _triton_ok(bank_size, tile):
+    tile = resolve_tile_tokens(tokens, tile_tokens)
+    if choose(logits, backend, "bank_topk", bank_size, logits.dtype) == "torch":
         return bank_topk_routing_ref(logits, bank_size, k, tile)
     return _launch(
         logits.contiguous(), None, None, None, tokens, intermediate, bank_size, k, tile, logits.device
@@ -184,14 +180,17 @@ def predictor_bank_topk(
 ) -> Routing:
     """Fused predictor tail + bank top-k: logits = h (T, r) @ out_w (I, r)^T + out_b, accumulated in fp32 and
     selected in registers (the logits never reach memory). Inference only: no gradient flows."""
+    check_2d(h, "h", "(tokens, rank)", "predictor_bank_topk")
+    check_2d(out_w, "out_w", "(intermediate, rank)", "predictor_bank_topk")
     tokens, rank = h.shape
     intermediate = out_w.shape[0]
     if out_w.shape[1] != rank:
         raise ConfigError(f"predictor out_proj weight {tuple(out_w.shape)} does not take rank {rank}")
     check_banks(intermediate, bank_size, k)
-    tile = tile_tokens or default_tile_tokens(tokens)
-    if resolve(h, backend) == "torch" or not _triton_ok(bank_size, tile):
-        logits = h.float() @ out_w.float().t() + (out_b.float() if out_b is not None else 0.0)
+    tile = resolve_tile_tokens(tokens, tile_tokens)
+    if choose(h, backend, "predictor_bank_topk", bank_size, h.dtype) == "torch":
+        dt = torch.float64 if h.dtype == torch.float64 else torch.float32  # fp32 accumulation, as the kernel
+        logits = h.to(dt) @ out_w.to(dt).t() + (out_b.to(dt) if out_b is not None else 0.0)
         return bank_topk_routing_ref(logits, bank_size, k, tile)
     h, out_w = h.contiguous(), out_w.contiguous()
     return _launch(None, h, out_w, out_b, tokens, intermediate, bank_size, k, tile, h.device)

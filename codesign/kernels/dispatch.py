@@ -39,6 +39,36 @@ def resolve(tensor: torch.Tensor, backend: str = "auto") -> str:
     return "torch"
 
 
+# The one rule for which calls the Triton kernels take (launchers, SparseSwiGLU and docs/KERNELS.md agree):
+# banks a power of two (tl.arange widths, whole mask bytes per bank) of at least 16 channels (the fused
+# predictor's and the weight-gradient kernel's tl.dot tiles are >= 16 wide on GPUs); fp32 / bf16 / fp16 data.
+MIN_TRITON_BANK = 16
+TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def triton_unsupported(bank_size: int, dtype: torch.dtype | None = None) -> str | None:
+    """Why the Triton kernels cannot take banks of `bank_size` channels / data of `dtype`, or None."""
+    if not (is_pow2(bank_size) and bank_size >= MIN_TRITON_BANK):
+        return f"needs a power-of-two bank size >= {MIN_TRITON_BANK} (got {bank_size})"
+    if dtype is not None and dtype not in TRITON_DTYPES:
+        return f"takes fp32, bf16 or fp16 data (got {dtype})"
+    return None
+
+
+def choose(tensor: torch.Tensor, backend: str, op: str, bank_size: int, dtype: torch.dtype | None = None) -> str:
+    """resolve(), then the one rule: a call the kernels cannot take runs the torch path under "auto" and is a
+    one-line ConfigError when backend="triton" was asked for (never a silent change of what was asked)."""
+    path = resolve(tensor, backend)
+    if path == "torch":
+        return path
+    why = triton_unsupported(bank_size, dtype)
+    if why is None:
+        return path
+    if backend == "triton":
+        raise ConfigError(f"{op}: backend='triton' {why}; backend='auto' runs the torch path")
+    return "torch"
+
+
 def dot_in_fp32(dtype: torch.dtype) -> bool:
     """Whether kernels upcast tl.dot operands to fp32: always under the interpreter (its bf16 tl.dot returns
     garbage) and for fp32 data (ieee precision, so fp32 results are not silently tf32)."""

@@ -16,8 +16,9 @@ Up to 16 tokens in one tile the forward takes the decode path instead (codesign.
 bytes cut into many small programs, so that enough loads are in flight to approach the copy bandwidth.
 
 Backward recomputes activations (only the inputs are saved): kernel 1 recomputes x.g, x.u and dy.d_c and writes
-da, db, h*m (and ds) into (T, I) fp32 scratch; dx is the gathered-rows matmul of (da, db) with (gate, up); weight
-gradients come from one program per bank x d-block looping over the token tiles whose union touches the bank.
+da, db, h*m (and ds) for the union entries of (T, I) fp32 scratch (uninitialised: nothing else is read); dx is
+the gathered-rows matmul of (da, db) with (gate, up); weight gradients come from one program per bank x d-block
+looping over the token tiles whose union touches the bank, loading only the kept entries.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ import triton.language as tl
 from codesign.errors import ConfigError
 from codesign.kernels import dispatch
 from codesign.kernels.decode import DECODE_MAX_TOKENS, _keep_bits, decode_forward
-from codesign.kernels.dispatch import dot_in_fp32, resolve
+from codesign.kernels.dispatch import choose, dot_in_fp32
 from codesign.kernels.gathered_rows import Blocks, _dot, gathered_rows_matmul, launch_meta
-from codesign.kernels.routing import Routing, routing_from_indices
+from codesign.kernels.routing import Routing, check_2d, routing_from_indices
 from codesign.layout import DOWN, GATE, UP
 
 __all__ = ["sparse_swiglu", "sparse_swiglu_indices", "sparse_swiglu_ref", "sparse_swiglu_dense_ref"]
@@ -152,8 +153,8 @@ def _sparse_swiglu_bwd_kernel(
 
 @triton.jit
 def _sparse_swiglu_bwd_w_kernel(
-    x_ptr, dy_ptr, da_ptr, db_ptr, hs_ptr, counts_ptr, gg_ptr, gu_ptr, gd_ptr,
-    T, D, NB, N_TILES, stride_xt, stride_yt, stride_at, stride_wc,
+    x_ptr, dy_ptr, da_ptr, db_ptr, hs_ptr, bits_ptr, counts_ptr, gg_ptr, gu_ptr, gd_ptr,
+    T, D, NB, N_TILES, stride_xt, stride_yt, stride_at, stride_bt, stride_wc,
     B: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, DOT_F32: tl.constexpr,
 ):  # fmt: skip
     bank = tl.program_id(0)
@@ -171,9 +172,11 @@ def _sparse_swiglu_bwd_w_kernel(
             xt = tl.load(x_ptr + offs_t[:, None] * stride_xt + offs_d[None, :], mask=tdm, other=0.0)
             dyt = tl.load(dy_ptr + offs_t[:, None] * stride_yt + offs_d[None, :], mask=tdm, other=0.0)
             scratch = offs_t[None, :] * stride_at + offs_c[:, None]  # (B, BT): transposed view of (T, I)
-            da = tl.load(da_ptr + scratch, mask=tmask[None, :], other=0.0)
-            db = tl.load(db_ptr + scratch, mask=tmask[None, :], other=0.0)
-            hs = tl.load(hs_ptr + scratch, mask=tmask[None, :], other=0.0)
+            # only kept (token, channel) entries were written by the kernel above: read those, 0 elsewhere
+            kept = tl.trans(_keep_bits(bits_ptr, offs_t, offs_c, stride_bt, tmask[:, None]))  # (B, BT)
+            da = tl.load(da_ptr + scratch, mask=kept, other=0.0)
+            db = tl.load(db_ptr + scratch, mask=kept, other=0.0)
+            hs = tl.load(hs_ptr + scratch, mask=kept, other=0.0)
             acc_g += _dot(da, xt, DOT_F32)
             acc_u += _dot(db, xt, DOT_F32)
             acc_d += _dot(hs, dyt, DOT_F32)
@@ -205,6 +208,7 @@ def _tuned_h():
 
 
 def _check(x, gate_w, up_w, down_t, routing: Routing, scale) -> None:
+    check_2d(x, "x", "(tokens, hidden)", "sparse_swiglu")
     tokens, hidden = x.shape
     want = (routing.intermediate, hidden)
     for name, w in (("gate", gate_w), ("up", up_w), ("down (as rows)", down_t)):
@@ -246,9 +250,17 @@ def _backward(dy, x, gate_w, up_w, down_t, scale, routing: Routing, blocks: Bloc
     cuda = x.device.type == "cuda"
     bwd_blocks = blocks if not cuda else Blocks(block_k=16, block_d=128, splits=blocks.splits)
     meta = launch_meta(routing, bwd_blocks, False)  # fixed tiles: backward is not autotuned
-    zeros = lambda: torch.zeros(tokens, routing.intermediate, dtype=torch.float32, device=x.device)  # noqa: E731
-    da, db, hs = zeros(), zeros(), zeros()
-    ds = zeros() if scale is not None else da
+    # da, db, h*m: (T, I) fp32 scratch of which only the tiles' union entries are written and read (the
+    # weight-gradient kernel masks its loads by the kept bits), so no zero fill; ds is the scale's gradient,
+    # returned to the caller, so it is zero wherever a token dropped a channel
+    da, db, hs = (
+        dispatch.empty(tokens, routing.intermediate, dtype=torch.float32, device=x.device) for _ in range(3)
+    )
+    ds = (
+        torch.zeros(tokens, routing.intermediate, dtype=torch.float32, device=x.device)
+        if scale is not None
+        else da
+    )
     s = scale if scale is not None else da
     _sparse_swiglu_bwd_kernel[(routing.tiles, routing.banks)](
         x, gate_w, up_w, down_t, s, routing.bits, routing.union_cols, routing.union_counts, dy,
@@ -267,8 +279,9 @@ def _backward(dy, x, gate_w, up_w, down_t, scale, routing: Routing, blocks: Bloc
         )
         block_d = min(bwd_blocks.block_d, triton.next_power_of_2(hidden))
         _sparse_swiglu_bwd_w_kernel[(routing.banks, triton.cdiv(hidden, block_d))](
-            x, dy, da, db, hs, routing.union_counts, *grads_w,
-            tokens, hidden, routing.banks, routing.tiles, x.stride(0), dy.stride(0), da.stride(0), hidden,
+            x, dy, da, db, hs, routing.bits, routing.union_counts, *grads_w,
+            tokens, hidden, routing.banks, routing.tiles, x.stride(0), dy.stride(0), da.stride(0),
+            routing.bits.stride(0), hidden,
             B=routing.bank_size, BLOCK_T=routing.tile_tokens, BLOCK_D=block_d, DOT_F32=dot_f32, num_warps=4,
         )  # fmt: skip
         grads_w = tuple(g.to(x.dtype) for g in grads_w)
@@ -312,8 +325,10 @@ def sparse_swiglu(
     to it on kept channels).
     """
     _check(x, gate_w, up_w, down_t, routing, scale)
-    # banks under 16 channels: the weight-gradient kernel's tl.dot would be narrower than GPUs allow
-    if resolve(x, backend) == "torch" or routing.bank_size < 16:
+    # the one rule (dispatch.choose): banks the kernels cannot take run the torch path under "auto", forward and
+    # backward alike, and are a one-line ConfigError under backend="triton"; zero tokens need no kernel
+    path = choose(x, backend, "sparse_swiglu", routing.bank_size, x.dtype)
+    if path == "torch" or x.shape[0] == 0:
         return sparse_swiglu_ref(x, gate_w, up_w, down_t, routing.idx, scale)
     return SparseSwiGLUFunction.apply(
         x.contiguous(), gate_w, up_w, down_t, scale, routing, blocks or Blocks()
@@ -325,6 +340,10 @@ def sparse_swiglu_indices(
 ) -> torch.Tensor:
     """Kept ids (T, nb * k) ascending + bundled weights (I, 3, d) -> (T, d): the call shape of
     codesign.sparse.gather.sparse_swiglu_gather, for a model that selects channels itself."""
+    if bundles.dim() != 3 or bundles.shape[1] != 3:
+        raise ConfigError(
+            f"sparse_swiglu_indices: bundles must be (I, 3, d), got shape {tuple(bundles.shape)}"
+        )
     routing = routing_from_indices(idx, bundles.shape[0], bank_size)
     gate, up, down_t = bundles[:, GATE], bundles[:, UP], bundles[:, DOWN]
     return sparse_swiglu(x, gate, up, down_t, routing, backend=backend)

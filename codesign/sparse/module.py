@@ -26,6 +26,9 @@ from codesign.sparse.topk import (
     indices_to_mask,
 )
 
+# Inference compute paths a SparseSwiGLU can be told to use (module.kernel_backend).
+KERNEL_BACKENDS = ("auto", "triton", "numba", "torch")
+
 
 class SparseSwiGLU(nn.Module):
     def __init__(
@@ -55,8 +58,9 @@ class SparseSwiGLU(nn.Module):
         self.aux_loss: torch.Tensor | None = None
         self._bundle: torch.Tensor | None = None
         self._bundle_key: tuple | None = None
-        # Inference compute: "auto" = compiled Triton kernels on CUDA, the torch gather path on CPU;
-        # "triton" forces the kernels (on CPU only under TRITON_INTERPRET=1: tests); "torch" forces torch.
+        # Inference compute (see KERNEL_BACKENDS): "auto" = compiled Triton kernels on CUDA, the fused numba
+        # decode kernel on CPU for 1..16 tokens, else the torch gather path; the others force one path and
+        # refuse, in one line, a call that path cannot take.
         self.kernel_backend = "auto"
 
     @property
@@ -107,14 +111,20 @@ class SparseSwiGLU(nn.Module):
         return bank_topk_indices(h.abs().float(), self.bank_size, self.k)
 
     def _gathered(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inference: pick channels from the predictor, then compute only those (Triton kernels or gather.py)."""
+        """Inference: pick channels from the predictor, then compute only those (Triton, numba or gather.py)."""
         logits = self.predictor(flat)
         self.last_logits = logits.detach()
         idx = self.select(logits.float())
-        if self._use_kernels(flat):
+        path = self._compute_path(flat)
+        if path == "triton":
             from codesign.kernels import sparse_swiglu_indices
 
             out = sparse_swiglu_indices(flat, idx, self._decode_bundle(), self.bank_size, backend="triton")
+            return out, indices_to_mask(idx, self.intermediate)
+        if path == "numba":
+            from codesign.kernels.cpu_decode import sparse_swiglu_cpu_decode
+
+            out = sparse_swiglu_cpu_decode(flat, idx, self._decode_bundle())
             return out, indices_to_mask(idx, self.intermediate)
         out = sparse_swiglu_gather(
             flat,
@@ -127,26 +137,49 @@ class SparseSwiGLU(nn.Module):
         )
         return out, indices_to_mask(idx, self.intermediate)
 
-    def _use_kernels(self, flat: torch.Tensor) -> bool:
-        """Whether this call runs the Triton kernels (which implement SiLU gating, banks of >= 16, powers of 2)."""
-        if self.kernel_backend not in ("auto", "triton", "torch"):
-            raise ConfigError(f"kernel_backend={self.kernel_backend!r} is not one of auto, triton, torch")
-        wanted = self.kernel_backend == "triton" or (self.kernel_backend == "auto" and flat.is_cuda)
-        if not wanted:
-            return False
-        from codesign.kernels import dispatch
+    def _compute_path(self, flat: torch.Tensor) -> str:
+        """This call's compute path, "triton" | "numba" | "torch"; a forced backend that cannot take it is a ConfigError.
 
+        The Triton rule is the launchers' own (codesign.kernels.dispatch.triton_unsupported) plus what this
+        module adds: SiLU gating and bank_topk mode (a Routing holds k per bank). The numba kernel takes CPU
+        tensors, 1..16 tokens, bf16 / fp32 weights, SiLU gating and no autograd.
+        """
+        backend = self.kernel_backend
+        if backend not in KERNEL_BACKENDS:
+            raise ConfigError(f"kernel_backend={backend!r} is not one of {', '.join(KERNEL_BACKENDS)}")
+        if backend == "torch":
+            return "torch"
         silu = type(self.act_fn).__name__ in ("SiLU", "SiLUActivation")
-        if not (
-            silu and self.bank_size >= 16 and dispatch.is_pow2(self.bank_size) and self.mode == "bank_topk"
-        ):
-            if self.kernel_backend == "triton":
-                raise ConfigError(
-                    f"layer {self.layer_idx}: the Triton kernels need SiLU gating, bank_topk mode and a power-of-two "
-                    f"bank size >= 16 (have {type(self.act_fn).__name__}, {self.mode}, B={self.bank_size})"
+        act = f"{type(self.act_fn).__name__} gating (the kernels implement SiLU)"
+        if backend == "triton" or (backend == "auto" and flat.is_cuda):
+            from codesign.kernels import dispatch
+
+            why = dispatch.triton_unsupported(self.bank_size, flat.dtype)
+            if why is None and not silu:
+                why = act
+            if why is None and self.mode != "bank_topk":
+                why = f"needs bank_topk mode (have {self.mode})"
+            if why is None:
+                return "triton"
+            if backend == "triton":
+                raise ConfigError(f"layer {self.layer_idx}: kernel_backend='triton' {why}")
+            return "torch"
+        from codesign.kernels.cpu_decode import DECODE_MAX_TOKENS, cpu_decode_supported
+
+        if silu and cpu_decode_supported(flat, self.gate_proj.weight):
+            return "numba"
+        if backend == "numba":
+            why = (
+                act
+                if not silu
+                else (
+                    f"takes 1..{DECODE_MAX_TOKENS} CPU tokens with bf16/fp32 weights and no autograd "
+                    f"(have {flat.shape[0]} {flat.device.type} tokens, {flat.dtype}, grad "
+                    f"{'on' if torch.is_grad_enabled() else 'off'})"
                 )
-            return False
-        return True
+            )
+            raise ConfigError(f"layer {self.layer_idx}: kernel_backend='numba' {why}")
+        return "torch"
 
     def _masked_dense(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training and the dense-scored modes: gate/up are computed densely, then dropped channels zeroed.

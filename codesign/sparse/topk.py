@@ -8,30 +8,22 @@ from __future__ import annotations
 
 import torch
 
+# One definition of bank top-k and of ids -> mask, shared with the kernels' torch path (codesign.kernels.routing).
+from codesign.kernels.routing import bank_topk_indices, indices_to_mask
 
-def bank_topk_indices(scores: torch.Tensor, bank_size: int, k: int) -> torch.Tensor:
-    """Kept channel ids, (..., I) scores -> (..., (I // bank_size) * k) int64, ascending within each row."""
-    *lead, intermediate = scores.shape
-    banks = scores.reshape(*lead, intermediate // bank_size, bank_size)  # (..., nb, B)
-    if k == bank_size:
-        local = torch.arange(bank_size, device=scores.device).expand(banks.shape)
-    else:
-        local = torch.sort(banks, dim=-1, descending=True, stable=True).indices[..., :k]  # (..., nb, k)
-        local = local.sort(dim=-1).values
-    offset = torch.arange(0, intermediate, bank_size, device=scores.device).unsqueeze(-1)  # (nb, 1)
-    return (local + offset).reshape(*lead, -1)  # (..., nb * k)
+__all__ = [
+    "bank_threshold",
+    "bank_topk_indices",
+    "estimator_multiplier",
+    "global_topk_indices",
+    "indices_to_mask",
+]
 
 
 def global_topk_indices(scores: torch.Tensor, count: int) -> torch.Tensor:
     """The `count` highest-scoring channels of each row, (..., I) -> (..., count) int64, ascending."""
     top = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :count]
     return top.sort(dim=-1).values
-
-
-def indices_to_mask(indices: torch.Tensor, intermediate: int) -> torch.Tensor:
-    """(..., K) channel ids -> (..., I) bool mask."""
-    mask = torch.zeros(*indices.shape[:-1], intermediate, dtype=torch.bool, device=indices.device)
-    return mask.scatter_(-1, indices, True)
 
 
 def bank_threshold(scores: torch.Tensor, bank_size: int, k: int) -> torch.Tensor:

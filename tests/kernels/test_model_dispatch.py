@@ -52,5 +52,5 @@ def test_forcing_kernels_on_an_unsupported_layer_is_a_clear_error():
     model = tiny_sparse_model(torch.float32)
     for m in sparse_modules(model):
         m.set_mode("global_topk")
-    with pytest.raises(ConfigError, match="need SiLU gating, bank_topk mode"):
+    with pytest.raises(ConfigError, match="kernel_backend='triton' needs bank_topk mode"):
         logits_with(model, "triton", torch.zeros(1, 2, dtype=torch.long))

@@ -13,6 +13,7 @@ from codesign.kernels.sparse_swiglu import (
     sparse_swiglu_indices,
     sparse_swiglu_ref,
 )
+from codesign.sparse.gather import sparse_swiglu_gather
 
 HIDDEN, INTERMEDIATE, BANK = 100, 320, 64  # d not a multiple of any block; I = 320 is 5 banks of 64
 # small blocks, 3 bank splits, 2 decode d-chunks: every loop (chunks per bank, d-blocks, splits) runs more than once
@@ -144,10 +145,9 @@ def test_mismatched_inputs_raise_config_error(gen):
 
 def test_drop_in_for_the_model_gather(gen):
     """Same call shape and result as codesign.sparse.gather.sparse_swiglu_gather (the model's CPU path)."""
-    gather = pytest.importorskip("codesign.sparse.gather")
     x, bundles, routing = _problem(gen, 3, 16, torch.float32)
     gate, up, down_t = bundle_views(bundles)
-    want = gather.sparse_swiglu_gather(x, routing.idx, gate, up, down_t.t())
+    want = sparse_swiglu_gather(x, routing.idx, gate, up, down_t.t())
     got = sparse_swiglu_indices(x, routing.idx, bundles, BANK, backend="triton")
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 

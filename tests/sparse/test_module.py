@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from codesign.errors import ConfigError
 from codesign.sparse import SparseSwiGLU, SparsityConfig, set_mode, sparse_modules, upcycle
 from codesign.sparse.gather import sparse_swiglu_gather
 from codesign.sparse.topk import bank_topk_indices, global_topk_indices, indices_to_mask
@@ -184,6 +185,7 @@ def test_decode_split_over_threads_matches_reference():
     torch.set_num_threads(2)
     try:
         m = make_module(hidden=32, intermediate=1024, k=16)  # 256 kept channels: 2 workers of 2 chunks
+        m.kernel_backend = "torch"  # the torch gather path (auto takes the fused kernel on CPU)
         x = torch.randn(1, m.hidden)
         with torch.no_grad():
             out = m(x)
@@ -192,3 +194,26 @@ def test_decode_split_over_threads_matches_reference():
         assert out.requires_grad
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_eval_decode_on_cpu_takes_the_fused_kernel(dtype):
+    """auto = the numba kernel for 1..16 CPU tokens without autograd, equal to the torch path (its reference);
+    17 tokens, or autograd, take the torch path; forcing numba where it cannot run is a one-line error."""
+    m = make_module(dtype, seed=5)
+    x = torch.randn(4, m.hidden, generator=torch.Generator().manual_seed(5)).to(dtype)
+    with torch.no_grad():
+        assert m._compute_path(x) == "numba" and m._compute_path(x.repeat(5, 1)) == "torch"
+        m.kernel_backend = "torch"
+        want = m(x)
+        for backend in ("auto", "numba"):
+            m.kernel_backend = backend
+            got = m(x)
+            atol, rtol = TOL[dtype]
+            torch.testing.assert_close(
+                got.float(), want.float(), atol=atol * want.abs().max().item(), rtol=rtol
+            )
+        with pytest.raises(ConfigError, match="kernel_backend='numba' takes 1..16 CPU tokens"):
+            m(x.repeat(5, 1))
+    m.kernel_backend = "auto"
+    assert m._compute_path(x.requires_grad_()) == "torch"  # autograd needs the torch path
