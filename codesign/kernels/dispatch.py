@@ -55,7 +55,9 @@ def triton_unsupported(bank_size: int, dtype: torch.dtype | None = None) -> str 
     return None
 
 
-def choose(tensor: torch.Tensor, backend: str, op: str, bank_size: int, dtype: torch.dtype | None = None) -> str:
+def choose(
+    tensor: torch.Tensor, backend: str, op: str, bank_size: int, dtype: torch.dtype | None = None
+) -> str:
     """resolve(), then the one rule: a call the kernels cannot take runs the torch path under "auto" and is a
     one-line ConfigError when backend="triton" was asked for (never a silent change of what was asked)."""
     path = resolve(tensor, backend)
