@@ -121,7 +121,7 @@ CASES: list[tuple[str, str, str]] = [
     ),
     # ---- upcycle ----------------------------------------------------------------------------------------
     ("up-missing", "upcycle --model {t}/missing --out {t}/o --init svd", "does not exist"),
-    ("up-no-tokenizer", "upcycle --model {a}/ckpt_no_tokenizer --out {t}/o --init svd", "no tokenizer files"),
+    ("up-no-tokenizer", "upcycle --model {a}/ckpt_no_tokenizer --out {t}/o --init fit", "no tokenizer files"),
     ("up-truncated", "upcycle --model {a}/ckpt_truncated --out {t}/o --init svd", "truncated safetensors"),
     ("up-not-ckpt", "upcycle --model {a}/empty_dir --out {t}/o --init svd", "no config.json"),
     ("up-out-under-file", "upcycle --model {a}/ckpt --out {a}/file.txt/o", "is a file"),

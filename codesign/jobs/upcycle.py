@@ -41,7 +41,8 @@ def upcycle_checkpoint(
         raise ModelError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     say = status or (lambda _msg: None)
     say(f"loading {model_spec}")
-    model, tokenizer = load_dense(model_spec, dtype=DTYPES[dtype])  # not .to(): RoPE buffers stay fp32
+    # not .to(): RoPE buffers stay fp32; only the fit reads text, so only it needs a tokenizer
+    model, tokenizer = load_dense(model_spec, dtype=DTYPES[dtype], need_tokenizer=cfg.init == "fit")
     say("upcycling")
     upcycle(model, cfg)
     explained = None

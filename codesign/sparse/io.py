@@ -62,8 +62,13 @@ def check_checkpoint_dir(path: str | os.PathLike, *, need_tokenizer: bool) -> No
         )
 
 
-def load_dense(spec: str | os.PathLike, dtype: torch.dtype = torch.float32) -> tuple[nn.Module, object]:
-    """(model, tokenizer) from a local HF directory, a .gguf file, or the name "smollm2-135m"."""
+def load_dense(
+    spec: str | os.PathLike, dtype: torch.dtype = torch.float32, *, need_tokenizer: bool = True
+) -> tuple[nn.Module, object]:
+    """(model, tokenizer) from a local HF directory, a .gguf file, or the name "smollm2-135m".
+
+    A directory without vocabulary files is refused before loading when `need_tokenizer`, else its
+    tokenizer is None (never the empty tokenizer transformers would build from a config alone)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if str(spec) == SMOLLM2:
@@ -78,11 +83,11 @@ def load_dense(spec: str | os.PathLike, dtype: torch.dtype = torch.float32) -> t
         if ggufs:
             return _load_gguf(ggufs[0], dtype)
         raise ModelError(f"{path} is not a Hugging Face checkpoint directory (no config.json)")
-    check_checkpoint_dir(path, need_tokenizer=True)
+    check_checkpoint_dir(path, need_tokenizer=need_tokenizer)
     try:
         with _quiet_transformers():
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-            tokenizer = AutoTokenizer.from_pretrained(path)
+            tokenizer = AutoTokenizer.from_pretrained(path) if has_tokenizer(path) else None
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"cannot load {path}: {str(exc).splitlines()[0]}") from exc
     return model.eval(), tokenizer
