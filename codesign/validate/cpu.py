@@ -139,7 +139,7 @@ def measure_case(case: Case, masks: np.ndarray) -> ProbeTotals:
     for launch in range(case.launches):
         x = torch.randn(case.tokens, d, generator=gen).to(torch.bfloat16)  # (T, d)
         for layer in range(case.layers):
-            routing = _routing(masks[launch * case.tokens : (launch + 1) * case.tokens, layer], case)
+            routing = launch_routing(masks[launch * case.tokens : (launch + 1) * case.tokens, layer], case)
             named = {"x": x, "bundles": bundles, **{n: getattr(routing, n) for n in INDEX_TENSORS}}
             result = probe(
                 sparse_swiglu, x, *bundle_views(bundles[layer]), routing,
@@ -151,18 +151,17 @@ def measure_case(case: Case, masks: np.ndarray) -> ProbeTotals:
     return totals
 
 
-def _routing(masks: np.ndarray, case: Case):
+def launch_routing(masks: np.ndarray, case: Case):
     """The kernels' Routing of one launch from its (T, I) bool masks (one tile: the simulator's step)."""
     import torch
 
-    from codesign.kernels.routing import Routing, pack_mask_bits, union_per_tile
+    from codesign.kernels.routing import Routing, default_tile_tokens, pack_mask_bits, union_per_tile
 
     mask = torch.from_numpy(np.ascontiguousarray(masks))
     idx = mask.nonzero()[:, 1].reshape(case.tokens, -1)  # (T, nb·k) ascending: k per bank, checked
-    cols, counts = union_per_tile(mask, case.bank_size, case.tokens)
-    return Routing(
-        idx, pack_mask_bits(mask), cols, counts, case.intermediate, case.bank_size, case.k, case.tokens
-    )
+    tile = default_tile_tokens(case.tokens)  # the kernels' own tile: 16 up to 16 tokens, else 64 (one tile)
+    cols, counts = union_per_tile(mask, case.bank_size, tile)
+    return Routing(idx, pack_mask_bits(mask), cols, counts, case.intermediate, case.bank_size, case.k, tile)
 
 
 def _blocks(case: Case):

@@ -19,6 +19,7 @@ and numpy. Without the simulator the run writes its measurements with the compar
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -34,6 +35,7 @@ from codesign.validate.cases import SYNTHETIC, Case, case_masks
 QWEN_HIDDEN, QWEN_INTERMEDIATE = 3584, 18944
 BYTES_TOLERANCE, TIME_TOLERANCE = 0.10, 0.25
 REPLAYS = 20
+ROUTING_TENSORS = ("idx", "bits", "union_cols", "union_counts")
 NCU_METRIC = "dram__bytes_read.sum"
 TOLERANCES = {
     "dram bytes": f"|error| <= {BYTES_TOLERANCE:.0%} of ncu {NCU_METRIC} (weights + activations + index)",
@@ -80,8 +82,8 @@ def _launch_fn(case: Case):
     import torch
 
     from codesign.kernels.pack import bundle_views
-    from codesign.kernels.routing import Routing, pack_mask_bits, union_per_tile
     from codesign.kernels.sparse_swiglu import sparse_swiglu
+    from codesign.validate.cpu import launch_routing
 
     gen = torch.Generator(device="cuda").manual_seed(case.seed)
     d, i = case.hidden, case.intermediate
@@ -91,13 +93,9 @@ def _launch_fn(case: Case):
     for launch in range(case.launches):
         x = torch.randn(case.tokens, d, generator=gen, device="cuda").to(torch.bfloat16)
         for layer in range(case.layers):
-            m = torch.from_numpy(
-                np.ascontiguousarray(masks[launch * case.tokens : (launch + 1) * case.tokens, layer])
-            )
-            cols, counts = union_per_tile(m, case.bank_size, case.tokens)
-            idx = m.nonzero()[:, 1].reshape(case.tokens, -1)
-            routing = Routing(idx.cuda(), pack_mask_bits(m).cuda(), cols.cuda(), counts.cuda(), i,
-                              case.bank_size, case.k, case.tokens)  # fmt: skip
+            step = masks[launch * case.tokens : (launch + 1) * case.tokens, layer]
+            routing = launch_routing(step, case)
+            routing = dataclasses.replace(routing, **{n: getattr(routing, n).cuda() for n in ROUTING_TENSORS})
             work.append((x, bundle_views(bundles[layer]), routing))
 
     def run():

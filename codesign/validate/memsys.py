@@ -107,8 +107,10 @@ def simulate_case(
     cfg, p, dram = memory_system(case, granularity_bytes, hw, overrides)
     words = words_from_masks(masks, case.bank_size)
     n = len(words)
-    # every token a decode token of one stream: steps are exactly the launches of `tokens` tokens
-    blocks = lambda: iter([Block(words, np.ones(n, dtype=bool), np.zeros(n, dtype=np.int32))])  # noqa: E731
+    # a launch's T tokens are the decode tokens of T concurrent sequences at one decode step, so the engine's
+    # step (a batch of distinct sequences, at most `batch`) is exactly one launch
+    seq = (np.arange(n) % case.tokens).astype(np.int32)
+    blocks = lambda: iter([Block(words, np.ones(n, dtype=bool), seq)])  # noqa: E731
     v = simulate_variant("validate", p, blocks, dram, cfg.batch)
     steps, tokens = v.total("steps"), v.total("tokens")
     union = v.total("union_channels")
