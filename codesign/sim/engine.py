@@ -14,8 +14,12 @@ whose state does not order their calls, it runs the layers in parallel (pipeline
 results bit for bit). The whole job (a hwconfig and a trace store → the
 sparse run and its baselines) is codesign.sim.simulation.simulate.
 
-Steps: consecutive decode tokens form batches of `batch` (a prefill token ends a batch); consecutive prefill
-tokens of one sequence form chunks of `prefill_chunk_tokens`. A step never straddles a block: the last
+Steps: a decode step is a batch of up to `batch` decode tokens of *distinct* sequences at the same decode
+step — consecutive decode tokens in processing order, until a sequence repeats (its next token belongs to the
+next decode step), the batch is full, or a prefill token intervenes. Sequences may join and leave between
+steps (continuous batching); a trace whose decode steps hold fewer sequences than `batch` gives smaller
+batches, and the whole job refuses such a batch (simulation.simulate). Consecutive prefill tokens of one
+sequence form chunks of `prefill_chunk_tokens`. A step never straddles a block: the last
 (possibly open) step of every block is held back and completed by the next.
 """
 
@@ -185,17 +189,45 @@ def dense_words(tokens: int, layers: int, nb: int, bank_size: int) -> np.ndarray
 
 
 # ---- steps ------------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _step_starts(is_decode, seq_id, batch, prefill_chunk, out):
+    """Fill `out` with step starts (see step_starts); returns how many. One pass; a decode step checks the
+    sequences already in it (≤ batch of them), so O(tokens × batch)."""
+    n = is_decode.shape[0]
+    count = 0
+    start = 0
+    for i in range(n):
+        new = i == 0 or is_decode[i] != is_decode[i - 1]
+        if not new and not is_decode[i]:  # prefill: chunks of one sequence
+            new = seq_id[i] != seq_id[i - 1] or i - start >= prefill_chunk
+        elif not new:  # decode: distinct sequences of one decode step, at most `batch`
+            new = i - start >= batch
+            j = start
+            while not new and j < i:
+                new = seq_id[j] == seq_id[i]
+                j += 1
+        if new:
+            out[count] = i
+            count += 1
+            start = i
+    return count
+
+
 def step_starts(is_decode: np.ndarray, seq_id: np.ndarray, batch: int, prefill_chunk: int) -> np.ndarray:
     """Index of the first token of every step (see module docstring)."""
+    out = np.empty(len(is_decode), dtype=np.int64)
+    n = _step_starts(np.ascontiguousarray(is_decode, dtype=np.bool_), np.ascontiguousarray(seq_id, dtype=np.int64),
+                     int(batch), int(prefill_chunk), out)  # fmt: skip
+    return out[:n]
+
+
+def decode_concurrency(is_decode: np.ndarray, seq_id: np.ndarray) -> int:
+    """The most sequences decoding at one decode step (the largest batch the tokens can form)."""
     n = len(is_decode)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    new_seg = np.ones(n, dtype=bool)
-    new_seg[1:] = (is_decode[1:] != is_decode[:-1]) | (~is_decode[1:] & (seq_id[1:] != seq_id[:-1]))
-    seg = np.cumsum(new_seg) - 1
-    pos = np.arange(n) - np.flatnonzero(new_seg)[seg]
-    size = np.where(is_decode, batch, prefill_chunk)
-    return np.flatnonzero(new_seg | (pos % size == 0)).astype(np.int64)
+    starts = step_starts(is_decode, seq_id, max(n, 1), 1)
+    sizes = np.diff(np.append(starts, n))
+    decode = np.asarray(is_decode, dtype=bool)[starts] if n else np.zeros(0, bool)
+    return int(sizes[decode].max()) if decode.any() else 0
 
 
 def group_steps(words: np.ndarray, starts: np.ndarray):
@@ -384,18 +416,18 @@ def simulate_variant(
 
 
 def union_density_vs_batch(blocks: Iterable[Block], intermediate: int, batches=(1, 2, 4, 8, 16, 32)) -> dict:
-    """Mean fraction of channels kept by any of b consecutive decode tokens (groups within a block)."""
+    """Mean fraction of channels kept by any token of a batch of b — b distinct sequences at one decode step
+    (the engine's batches), over the full batches within each block. Sizes no decode step reaches are left out."""
     sums = dict.fromkeys(batches, 0.0)
     groups = dict.fromkeys(batches, 0)
     for b in blocks:
-        words = b.words[b.is_decode]
-        T = len(words)
         for size in batches:
-            n = T // size * size
-            if n == 0:
+            starts = step_starts(b.is_decode, b.seq_id, size, 1)
+            full = starts[(np.diff(np.append(starts, len(b.words))) == size) & b.is_decode[starts]]
+            if len(full) == 0:
                 continue
-            union = np.bitwise_or.reduce(words[:n].reshape(n // size, size, *words.shape[1:]), axis=1)
+            union = np.bitwise_or.reduce(b.words[full[:, None] + np.arange(size)], axis=1)  # (G, L, nb, W)
             kept = np.bitwise_count(union).sum(axis=(1, 2, 3), dtype=np.int64)  # (G,)
-            sums[size] += float(kept.sum()) / (intermediate * words.shape[1])
-            groups[size] += n // size
+            sums[size] += float(kept.sum()) / (intermediate * b.words.shape[1])
+            groups[size] += len(full)
     return {size: sums[size] / groups[size] for size in batches if groups[size]}

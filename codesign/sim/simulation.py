@@ -24,6 +24,7 @@ from codesign.sim.engine import (
     SimParams,
     VariantResult,
     VariantRun,
+    decode_concurrency,
     dense_words,
     profile_pinned,
     union_density_vs_batch,
@@ -163,6 +164,30 @@ def _global_store(trace_path, reader):
     return g if same else None
 
 
+def check_batch(reader, batch: int) -> int:
+    """Refuse a batch larger than the number of sequences the trace decodes together (one line, TraceError).
+
+    Reads chunks until some decode step holds `batch` sequences (usually the first chunk); returns the most
+    sequences seen decoding together.
+    """
+    from codesign.errors import TraceError
+
+    is_decode, seq_id, most = [], [], 0
+    for chunk in reader.iter_chunks(with_logits=False):
+        is_decode.append(np.asarray(chunk.is_decode, dtype=bool))
+        seq_id.append(np.asarray(chunk.seq_id))
+        most = decode_concurrency(np.concatenate(is_decode), np.concatenate(seq_id))
+        if most >= batch:
+            return most
+    if batch > 1:
+        raise TraceError(
+            f"{reader.path}: --batch {batch} needs {batch} sequences decoding at the same step, but the trace "
+            f"decodes at most {most} together (a batch is tokens of distinct sequences at one decode step); "
+            f"use --batch {max(most, 1)} or a trace recorded with more concurrent prompts"
+        )
+    return most
+
+
 def simulate(cfg, trace_path, *, batch: int | None = None, progress: Callable[[int, int], None] | None = None,
              prefill_chunk_tokens: int = DEFAULT_PREFILL_CHUNK_TOKENS) -> SimulationResult:  # fmt: skip
     """Replay the trace at `trace_path` on `cfg` (a HwConfig), with its dense and global top-k baselines.
@@ -182,6 +207,7 @@ def simulate(cfg, trace_path, *, batch: int | None = None, progress: Callable[[i
     if batch <= 0:
         raise TraceError(f"batch must be a positive number of decode tokens per step, got {batch}")
     p = params_from_config(cfg, meta.hidden, meta.intermediate, meta.layers, meta.predictor_rank)
+    concurrency = check_batch(reader, batch)
     dense_p = p.with_k(p.bank_size)
     trace_ks = set((meta.k_per_layer or {}).values()) | {meta.k}
     same_banks = meta.bank_size == p.bank_size and trace_ks == {p.k}
@@ -273,6 +299,7 @@ def simulate(cfg, trace_path, *, batch: int | None = None, progress: Callable[[i
         sparse=sparse, dense=dense, global_topk=glob, global_topk_note=global_note, batch=batch,
         synthetic=bool(meta.synthetic),
         trace_info={"path": str(trace_path), "tokens": reader.num_tokens, "has_logits": reader.has_logits,
+                    "decode_concurrency_seen": concurrency,
                     "masks": {"masks": "as recorded", "reselect": "re-selected from logits at the config's (B, k)",
                               "dense": "all channels (dense config)",
                               "regenerate": "synthetic, regenerated from its spec and seed at the config's (B, k)"}[mode], **meta.to_dict()},
@@ -289,5 +316,6 @@ NOTES = [
     "predictor weights are streamed from DRAM every layer-step (after the FFN weights in the address map)",
     "fills: every missed bundle is written into its SRAM bank once before it is read",
     "pinned_hot pins each SRAM bank's most used channels profiled over the same trace (an optimistic oracle)",
-    "union density vs batch is measured on the first chunk's decode tokens",
+    "union density vs batch is measured on the first chunk's decode steps (b distinct sequences at one step)",
+    "a batch is b decode tokens of distinct sequences at the same decode step (continuous batching)",
 ]

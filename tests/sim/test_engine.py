@@ -11,6 +11,7 @@ from codesign.sim.dram import build_dram
 from codesign.sim.engine import (
     Block,
     SimParams,
+    decode_concurrency,
     dense_words,
     group_steps,
     group_steps_numba,
@@ -96,6 +97,14 @@ def test_step_starts_groups_decode_batches_and_prefill_chunks():
     assert starts.tolist() == [0, 2, 4, 5, 8, 11, 12, 14]
     seq_change = np.array([0, 0, 1, 1], dtype=np.int32)
     assert step_starts(np.zeros(4, bool), seq_change, 3, 8).tolist() == [0, 2]  # a new sequence ends a chunk
+
+
+def test_a_batch_is_distinct_sequences_at_one_decode_step():
+    # two sequences decoding in turn: batch 4 cannot hold two positions of one sequence (autoregression)
+    seq = np.array([1, 2, 1, 2, 1, 2, 7, 1, 2])  # sequence 7 joins at the fourth step
+    starts = step_starts(np.ones(9, bool), seq, batch=4, prefill_chunk=8)
+    assert starts.tolist() == [0, 2, 4, 7]  # [1 2] [1 2] [1 2 7] [1 2]
+    assert decode_concurrency(np.ones(9, bool), seq) == 3
 
 
 @pytest.mark.parametrize("W", [1, 2])
