@@ -77,6 +77,9 @@ class SimParams:
     area_mm2_per_bank: float
     layout: BundleLayout = field(init=False)
     placement: str = "stripe"  # stripe | modulo: how bundles map onto SRAM banks (pipeline docstring)
+    dram_activation_energy_pj: float = 0.0  # per row activation (report: dram_activation_energy_pj)
+    topk_energy_pj_per_compare: float = 0.0  # per compare-exchange (topk_cycles_per_bank per token × bank)
+    vector_energy_pj_per_op: float = 0.0  # per SiLU·mul of a kept channel and token
 
     def __post_init__(self) -> None:
         layout = BundleLayout(self.hidden, self.intermediate, self.layers, self.dtype_bytes)

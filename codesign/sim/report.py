@@ -28,16 +28,30 @@ def _energy(p, rows: np.ndarray, cycles) -> dict:
     read = rows[..., COL["sram_read_lines"]] * p.sram_read_energy_pj
     write = rows[..., COL["sram_write_lines"]] * p.sram_write_energy_pj
     dram = rows[..., COL["dram_read_bytes"]] * 8 * p.dram_energy_pj_per_bit
+    activations = (
+        rows[..., COL["dram_row_misses"]] * p.dram_activation_energy_pj
+    )  # a burst that needed an ACT
     macs = (rows[..., COL["ffn_macs"]] + rows[..., COL["predictor_macs"]]) * p.mac_energy_pj
+    # top-k: topk_cycles_per_bank compare-exchanges per (token, model bank) of a sparse layer
+    compares = (
+        rows[..., COL["tokens"]] * p.num_model_banks * p.topk_cycles_per_bank
+        if p.sparse
+        else np.zeros_like(read)
+    )
+    topk = compares * p.topk_energy_pj_per_compare
+    vector = rows[..., COL["ffn_macs"]] // (3 * p.hidden) * p.vector_energy_pj_per_op  # kept channel × token
     # mW × s = mJ = 1e9 pJ
     leak = p.leakage_mw_per_bank * p.num_sram_banks * (np.asarray(cycles) / p.frequency_hz) * 1e9
     return {
         "sram_read_energy_pj": read,
         "sram_write_energy_pj": write,
         "dram_energy_pj": dram,
+        "dram_activation_energy_pj": activations,
         "mac_energy_pj": macs,
+        "topk_energy_pj": topk,
+        "vector_energy_pj": vector,
         "leakage_energy_pj": leak,
-        "energy_pj": read + write + dram + macs + leak,
+        "energy_pj": read + write + dram + activations + macs + topk + vector + leak,
     }
 
 
@@ -62,6 +76,7 @@ def variant_summary(v: VariantResult, peak_dram_bandwidth_bytes_per_s: float) ->
         "dram_requests": t["dram_requests"],
         "dram_row_hits": t["dram_row_hits"],
         "dram_row_misses": t["dram_row_misses"],
+        "dram_activations": t["dram_row_misses"],
         "dram_service_time_s": float(v.dram_time_ns.sum()) * 1e-9,
         "achieved_dram_bandwidth_bytes_per_s": t["dram_read_bytes"] / time_s if time_s > 0 else 0.0,
         "peak_dram_bandwidth_bytes_per_s": peak_dram_bandwidth_bytes_per_s,

@@ -68,6 +68,9 @@ def params_from_config(
         sram_write_energy_pj=sram.write_energy_pj, dram_energy_pj_per_bit=cfg.dram.read_energy_pj_per_bit,
         mac_energy_pj=compute.mac_energy_pj, leakage_mw_per_bank=sram.leakage_mw_per_bank,
         area_mm2_per_bank=sram.area_mm2_per_bank, placement=sram.placement,
+        dram_activation_energy_pj=cfg.dram.activation_energy_pj,
+        topk_energy_pj_per_compare=compute.topk_energy_pj_per_compare,
+        vector_energy_pj_per_op=compute.vector_energy_pj_per_op,
     )  # fmt: skip
 
 
@@ -312,7 +315,8 @@ def simulate(cfg, trace_path, *, batch: int | None = None, progress: Callable[[i
 
 NOTES = [
     "cycle-approximate: per layer-step stage times combined through the stage DAG; no cross-layer prefetch",
-    "energy is estimated from per-event costs (SRAM line read/write, DRAM pJ/bit, MAC) plus SRAM leakage × time",
+    "energy is estimated from per-event costs (SRAM line read/write, DRAM pJ/bit and per row activation, MAC, "
+    "top-k compare-exchange, SiLU·mul vector op) plus SRAM leakage × time",
     "predictor weights are streamed from DRAM every layer-step (after the FFN weights in the address map)",
     "fills: every missed bundle is written into its SRAM bank once before it is read",
     "pinned_hot pins each SRAM bank's most used channels profiled over the same trace (an optimistic oracle)",

@@ -56,18 +56,18 @@ KEPT = [  # token → layer → kept channels
 ]
 
 
-def golden_params(double_buffer: bool, placement: str = "modulo") -> SimParams:
+def golden_params(double_buffer: bool, placement: str = "modulo", **energy) -> SimParams:
     return SimParams(
         hidden=4, intermediate=8, layers=2, bank_size=4, k=2, dtype_bytes=2, num_sram_banks=2,
         bank_size_bytes=96, line_bytes=8, ports_per_bank=1, sram_line_interval_cycles=1, macs_per_cycle=8,
         topk_cycles_per_bank=1, frequency_hz=1e9, execution="batch_union", residency="lru",
         double_buffer=double_buffer, predictor_rank=2, sram_read_energy_pj=1.0, sram_write_energy_pj=2.0,
         dram_energy_pj_per_bit=0.5, mac_energy_pj=0.25, leakage_mw_per_bank=1.0, area_mm2_per_bank=0.1,
-        placement=placement,
+        placement=placement, **energy,
     )  # fmt: skip
 
 
-def run(double_buffer: bool, twin: bool = False, placement: str = "modulo"):
+def run(double_buffer: bool, twin: bool = False, placement: str = "modulo", **energy):
     dram = build_dram(
         load_hwconfig("hwconfigs/bank64.yaml", ["dram.model=ideal", "dram.timing.tRFC_ns=0"]).dram
     )
@@ -77,7 +77,7 @@ def run(double_buffer: bool, twin: bool = False, placement: str = "modulo"):
             masks[t, l, sorted(kept)] = True
     block = Block(words_from_masks(masks, 4), np.ones(3, bool), np.arange(3, dtype=np.int32))
     sim = simulate_variant_ref if twin else simulate_variant
-    p = golden_params(double_buffer, placement)
+    p = golden_params(double_buffer, placement, **energy)
     return variant_summary(
         sim("golden", p, lambda: iter([block]), dram, 1), peak_dram_bandwidth_bytes_per_s=8.192e11
     )
@@ -120,3 +120,12 @@ def test_golden_striped(twin):
     t = s["totals"]
     assert s["busy"]["sram_port_cycles"] == 64 and t["cycles"] == 228  # SRAM is off the critical path
     assert t["bank_imbalance"] == pytest.approx(64 / 63 - 1, rel=1e-12)
+
+
+def test_golden_topk_and_vector_energy():
+    """top-k: 3 tokens × 2 model banks × 2 layers × 1 compare-exchange = 12 compares × 0.5 pJ = 6 pJ; vector:
+    24 kept channel-tokens (288 FFN MACs / 12) × 0.25 pJ = 6 pJ; the ideal DRAM has no rows: no activations."""
+    s = run(True, topk_energy_pj_per_compare=0.5, vector_energy_pj_per_op=0.25, dram_activation_energy_pj=9.0)
+    t = s["totals"]
+    assert (t["topk_energy_pj"], t["vector_energy_pj"], t["dram_activation_energy_pj"]) == (6.0, 6.0, 0.0)
+    assert t["energy_pj"] == pytest.approx(5096.0 + 12.0, rel=1e-12)

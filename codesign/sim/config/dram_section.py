@@ -58,6 +58,10 @@ class DramConfig(_Section):
     stacks: PositiveInt = 1  # stacks (HBM) / packages (LPDDR5) / DIMMs (DDR5)
     bandwidth_gbps: PositiveFloat | None = None  # GB/s in total; when set, it fixes geometry.data_rate_gtps
     read_energy_pj_per_bit: PositiveFloat  # filled from the preset when absent
+    # energy of one row activation (ACT + precharge), on top of the per-bit energy: scattered reads that open
+    # a row for a few bursts pay it per activation. Assumption: ≈ 1 nJ per 1 KB-row activation (order of
+    # magnitude of HBM2's row energy in O'Connor et al., MICRO 2017; sweep 0.5–2 nJ). 0 disables it.
+    activation_energy_pj: NonNegativeFloat = 1000.0
     geometry: DramGeometryOverrides = DramGeometryOverrides()
     timing: DramTimingOverrides = DramTimingOverrides()
 

@@ -86,6 +86,10 @@ class ComputeConfig(_Section):
     mac_energy_pj: PositiveFloat
     topk_cycles_per_bank: NonNegativeInt
     dtype_bytes: PositiveInt = 2
+    # assumption: one bf16 compare-exchange at 22 nm ≈ a 16-bit add (Horowitz ISSCC 2014, 45 nm 0.05 pJ, scaled)
+    topk_energy_pj_per_compare: NonNegativeFloat = 0.03
+    # assumption: SiLU(gate)·up per kept channel and token, ≈ 2 bf16 FLOPs + a table lookup (Horowitz, scaled)
+    vector_energy_pj_per_op: NonNegativeFloat = 0.2
 
 
 class SramConfig(_Section):
