@@ -7,11 +7,15 @@ Sections (each in try/except; an error is recorded in the JSON and the next sect
   timings      triton.testing.do_bench medians for 1, 4, 16, 64 tokens: dense FFN (cuBLAS via torch),
                sparse kernel only (routing given), predictor + top-k, sparse total (predictor + top-k + FFN);
                bytes each moves (bundled-layout count of the weights it must read) and achieved bandwidth
+  recorded     dense vs the sparse kernel (decode path at 4 and 16 tokens, union-per-tile prefill path at 64)
+               with *recorded* routing: SmolLM2 decode masks from the shipped trace, tiled onto the Qwen layer
+               (bank j <- SmolLM2 bank j % 24), exported on CPU to bench/gpu_recorded_masks.npz
+               (`--export-recorded`: the GPU machine has no zarr); union fraction, bytes, GB/s, speedup
   ncu          dram__bytes_read.sum of one sparse decode and one dense FFN (skipped with a note if no ncu)
   backward     gradients of a smaller layer against fp64 autograd (last: compiles the most kernels)
 
-Routing comes from a random predictor, so the masks of different tokens are independent: the union a batch
-reads is the pessimistic case (trained predictors correlate more). Usage (no install needed):
+Routing comes from a random predictor (except in `recorded`), so the masks of different tokens are independent:
+the union a batch reads is the pessimistic case (trained predictors correlate more). Usage (no install needed):
     PYTHONPATH=. python bench/gpu_kernels.py --out-dir bench/results           # CUDA
     PYTHONPATH=. python bench/gpu_kernels.py --dry-run --out-dir /tmp/x        # CPU, interpreter, tiny shapes
 """
@@ -27,6 +31,7 @@ import sys
 import time
 import traceback
 from datetime import datetime, timezone
+from pathlib import Path
 
 T0 = time.time()
 BUDGET_S = 200  # sections start only while under this: the GPU run must end within 4 minutes
@@ -41,6 +46,42 @@ REAL = {
 DRY = {"hidden": 96, "intermediate": 256, "bank_size": 64, "k": 16, "rank": 16, "tokens": [1, 4, 17]}
 
 
+RECORDED = Path(__file__).resolve().parent / "gpu_recorded_masks.npz"
+RECORDED_LAYERS = (5, 15, 25)
+RECORDED_TOKENS = (4, 16, 64)  # 1, 4 and 16 decode steps of the trace's 4-prompt batch
+
+
+def export_recorded() -> int:
+    """Decode-step masks (layers RECORDED_LAYERS) of the shipped SmolLM2 trace -> RECORDED (packed bits)."""
+    import numpy as np
+
+    from codesign.trace import DEFAULT_DIR
+    from codesign.trace.store import TraceReader
+
+    reader = TraceReader(DEFAULT_DIR / "smollm2-trained.zarr")
+    chunk = reader.read(0, len(reader), with_logits=False)
+    decode = np.flatnonzero(chunk.is_decode)
+    bits = chunk.mask_bits[decode][:, list(RECORDED_LAYERS)]  # (N, layers, I_src / 8), 4 prompts per step
+    np.savez_compressed(RECORDED, mask_bits=bits, layers=np.array(RECORDED_LAYERS),
+                        intermediate=reader.meta.intermediate, bank_size=reader.meta.bank_size)  # fmt: skip
+    print(f"wrote {RECORDED} ({bits.shape[0]} decode tokens x {len(RECORDED_LAYERS)} layers)")
+    return 0
+
+
+def recorded_masks(tokens: int, intermediate: int) -> list:
+    """bool (tokens, intermediate) masks: consecutive decode tokens of RECORDED tiled onto `intermediate`."""
+    import numpy as np
+
+    data = np.load(RECORDED)
+    masks = np.unpackbits(data["mask_bits"], axis=-1, bitorder="little").astype(bool)  # (N, layers, I_src)
+    reps = -(-intermediate // masks.shape[-1])
+    out = []
+    for n, start in enumerate(range(0, masks.shape[0] - tokens + 1, tokens)):
+        layer = n % masks.shape[1]
+        out.append(np.tile(masks[start : start + tokens, layer], (1, reps))[:, :intermediate])
+    return out
+
+
 def log(msg: str) -> None:
     print(f"[{time.time() - T0:6.1f}s] {msg}", flush=True)
 
@@ -51,6 +92,7 @@ def parse_args(argv=None):
     p.add_argument("--dry-run", action="store_true", help="CPU: Triton interpreter, tiny shapes, no do_bench")
     p.add_argument("--skip-ncu", action="store_true")
     p.add_argument("--ncu-target", choices=["sparse", "dense"], help=argparse.SUPPRESS)  # one launch, for ncu
+    p.add_argument("--export-recorded", action="store_true", help=f"CPU: write {RECORDED.name} and exit")
     return p.parse_args(argv)
 
 
@@ -66,6 +108,7 @@ from codesign.kernels import (  # noqa: E402
     bundle_views,
     pack_bundles,
     predictor_bank_topk,
+    routing_from_indices,
     sparse_swiglu,
     sparse_swiglu_dense_ref,
     sparse_swiglu_ref,
@@ -320,6 +363,43 @@ def stage_times(model, x, routing) -> dict:
     return stages
 
 
+def section_recorded(out, model):
+    """Dense vs sparse kernel with recorded routing (see the module docstring), a few samples per size."""
+    copy_bw = RESULTS.get("copy_bw", {}).get("bandwidth_gbps")
+    i, b = SHAPES["intermediate"], SHAPES["bank_size"]
+    out["source"] = f"{RECORDED.name}: SmolLM2 decode masks, layers {RECORDED_LAYERS}, bank j <- bank j % 24"
+    for tokens in RECORDED_TOKENS:
+        if time.time() - T0 > BUDGET_S + 40:
+            out[f"tokens_{tokens}"] = {"skipped": "time budget"}
+            continue
+        samples = recorded_masks(tokens, i)[:3]
+        if not samples:
+            out[f"tokens_{tokens}"] = {"skipped": f"fewer than {tokens} recorded decode tokens"}
+            continue
+        x = model.x(tokens)
+        rows = []
+        for mask in samples:
+            idx = torch.from_numpy(mask).nonzero()[:, 1].view(tokens, -1).to(DEVICE)
+            routing = routing_from_indices(idx, i, b)
+            timer = bench_graph_ms if DEVICE == "cuda" else bench_ms
+            dense_ms = timer(lambda x=x: model.dense(x))
+            sparse_ms = timer(lambda x=x, r=routing: model.sparse(x, r))
+            union = routing.union_channels() / (routing.tiles * i)
+            sparse_bytes = routing.union_channels() * model.layout.bundle_bytes
+            rows.append({
+                "dense_ms": dense_ms, "sparse_kernel_ms": sparse_ms, "speedup_kernel_only": dense_ms / sparse_ms,
+                "channels_read_fraction": union, "path": "decode" if tokens <= 16 else "union-per-tile",
+                "sparse_kernel_gbps": sparse_bytes / (sparse_ms * 1e-3) / 1e9,
+                "sparse_fraction_of_copy_bw": sparse_bytes / (sparse_ms * 1e-3) / 1e9 / copy_bw if copy_bw else None,
+            })  # fmt: skip
+        out[f"tokens_{tokens}"] = {
+            "samples": rows,
+            "timer": "cuda graph replay" if DEVICE == "cuda" else "wall",
+        }
+        log(f"  recorded tokens={tokens}: " + "; ".join(
+            f"{r['speedup_kernel_only']:.3g}x at {r['channels_read_fraction']:.3f} of weights" for r in rows))  # fmt: skip
+
+
 def section_ncu(out, model):
     if args.dry_run or args.skip_ncu:
         out["skipped"] = "dry run" if args.dry_run else "--skip-ncu"
@@ -398,6 +478,8 @@ def main() -> int:
     if args.ncu_target:
         ncu_target(args.ncu_target)
         return 0
+    if args.export_recorded:
+        return export_recorded()
     if DEVICE == "cuda" and not torch.cuda.is_available():
         print("no CUDA device: run with --dry-run on a CPU machine", file=sys.stderr)
         return 2
@@ -411,7 +493,8 @@ def main() -> int:
     )
     model = None
     for name, fn in (("env", section_env), ("copy_bw", section_copy_bw), ("correctness", section_correctness),
-                     ("timings", section_timings), ("ncu", section_ncu), ("backward", section_backward)):  # fmt: skip
+                     ("timings", section_timings), ("recorded", section_recorded), ("ncu", section_ncu),
+                     ("backward", section_backward)):  # fmt: skip
         if time.time() - T0 > BUDGET_S and name != "env":
             RESULTS[name] = {"skipped": "time budget"}
             continue

@@ -20,7 +20,11 @@ def test_gpu_check_script_runs_every_section_on_cpu(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (path,) = tmp_path.glob("gpu-kernels-dryrun-*.json")
     result = json.loads(path.read_text())
-    for section in ("env", "copy_bw", "correctness", "timings", "ncu", "backward"):
+    for section in ("env", "copy_bw", "correctness", "timings", "recorded", "ncu", "backward"):
         assert "error" not in result[section], result[section].get("traceback")
     assert result["correctness"]["tokens_1"]["rel_err_vs_fp32_masked_dense"] < 1e-2
     assert result["timings"]["tokens_1"]["channels_read_fraction"] == 0.25
+    # recorded routing: each token keeps k of every bank, so a batch reads at least k/B of the weights
+    for tokens in (4, 16, 64):
+        for row in result["recorded"][f"tokens_{tokens}"]["samples"]:
+            assert 0.25 <= row["channels_read_fraction"] <= 1.0
