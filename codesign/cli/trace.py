@@ -147,6 +147,9 @@ def info(path, bank_size, json_out, force) -> None:
             "source": meta.source,
             "tokens": f"{stats.tokens} ({stats.prefill_tokens} prefill, {stats.decode_tokens} decode, {stats.sequences} sequences)",
             "logits stored": str(reader.has_logits),
+            "checksums": f"CRC-32 per chunk of {reader.chunk_tokens} tokens ({reader.num_chunks} verified)"
+            if reader.verified
+            else "none (written before checksums: counts and chunk files checked only)",
             "created": f"{meta.created_at} by codesign {meta.codesign_version} (schema {meta.schema_version})",
             "density": f"{stats.density:.4f} (layers {min(stats.density_per_layer):.4f}..{max(stats.density_per_layer):.4f})",
             "reuse vs previous token": f"{np.mean(stats.reuse_per_layer):.3f} mean over layers",
