@@ -95,14 +95,15 @@ def grid(recorded_trace: str | None = None, quick: bool = False) -> list[Case]:
             Case(SYNTHETIC, 16, 64, 16, GRID_HIDDEN, QUICK_INTERMEDIATE, layers=1, seed=2),
             Case(SYNTHETIC, 4, 64, 16, ODD_HIDDEN, ODD_INTERMEDIATE, layers=2, launches=1, seed=3),
         ]
+    # one layer, two launches (reuse across launches would show); the odd size runs two layers (offsets)
     cases = [
-        Case(SYNTHETIC, t, b, k, GRID_HIDDEN, GRID_INTERMEDIATE, seed=t * 1000 + b + k)
+        Case(SYNTHETIC, t, b, k, GRID_HIDDEN, GRID_INTERMEDIATE, layers=1, seed=t * 1000 + b + k)
         for t in TOKENS
         for b in BANKS
         for k in (b // 8, b // 4, b // 2)
     ]
     cases += [
-        Case(SYNTHETIC, t, b, b // 4, ODD_HIDDEN, ODD_INTERMEDIATE, seed=7 + t)
+        Case(SYNTHETIC, t, b, b // 4, ODD_HIDDEN, ODD_INTERMEDIATE, launches=1, seed=7 + t)
         for t in TOKENS
         for b in (32, 64)
     ]
@@ -111,7 +112,7 @@ def grid(recorded_trace: str | None = None, quick: bool = False) -> list[Case]:
     return cases
 
 
-def recorded_cases(path: str | Path, layers: int = 2) -> list[Case]:
+def recorded_cases(path: str | Path, layers: int = 2, launches: int = 1) -> list[Case]:
     """Cases for a trace store: tokens 1/4/16 at its own (B, k) and at 2·B (the same masks, 2·k per bank)."""
     from codesign.trace.store import TraceReader
 
@@ -121,7 +122,9 @@ def recorded_cases(path: str | Path, layers: int = 2) -> list[Case]:
     if meta.intermediate % (2 * meta.bank_size) == 0 and meta.k_per_layer is None:
         shapes.append((2 * meta.bank_size, 2 * meta.k))
     return [
-        Case(trace, t, b, k, meta.hidden, meta.intermediate, layers=min(layers, meta.layers))
+        Case(
+            trace, t, b, k, meta.hidden, meta.intermediate, layers=min(layers, meta.layers), launches=launches
+        )
         for b, k in shapes
         for t in TOKENS
     ]

@@ -165,13 +165,18 @@ def launch_routing(masks: np.ndarray, case: Case):
 
 
 def _blocks(case: Case):
-    """Large blocks keep the interpreter's program count small (≈ 6–7 ms per program iteration); a layer that
-    is not a multiple of 256 gets 128-wide blocks and d-chunks instead, so that d = 200 runs a masked tail
-    block and two d-chunks, the second partial, as a GPU's grid would."""
+    """Large blocks keep the interpreter's program count small (≈ 6–7 ms per program iteration). A layer
+    narrower than 256 that is not a multiple of it (d = 200) gets 128-wide blocks and d-chunks, so it runs a
+    masked tail block and two d-chunks, the second partial, as a GPU's grid would; a wider one (SmolLM2's
+    576) 512-wide blocks in one chunk with a masked tail."""
     from codesign.kernels.gathered_rows import Blocks
 
-    block_d = 256 if case.hidden % 256 == 0 else 128
-    return Blocks(block_k=64, block_d=block_d, d_chunk=block_d)
+    d = case.hidden
+    if d % 256 == 0 and d <= 1024:
+        return Blocks(block_k=64, block_d=256, d_chunk=d)
+    if d < 256:
+        return Blocks(block_k=64, block_d=128, d_chunk=128)
+    return Blocks(block_k=64, block_d=512, d_chunk=-(-d // 512) * 512)
 
 
 def run_case(case: Case, hw=None, overrides=()) -> CaseResult:
