@@ -124,8 +124,8 @@ def synth(
 @click.option("--force", is_flag=True, help="Overwrite the JSON file if it exists.")
 def info(path, bank_size, json_out, force) -> None:
     """Metadata, density per layer, bank-load histogram, token-to-token reuse, union density vs batch."""
+    from codesign.trace.reader import TraceReader
     from codesign.trace.stats import trace_stats
-    from codesign.trace.store import TraceReader
 
     reader = TraceReader(path)
     I = reader.meta.intermediate
@@ -180,8 +180,8 @@ def info(path, bank_size, json_out, force) -> None:
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
 def rebank(src, out, bank_size, k, global_topk, force) -> None:
     """Re-apply a different (B, k) to a trace's stored logits, writing a new store."""
+    from codesign.trace.reader import TraceReader
     from codesign.trace.rebank import rebank_trace
-    from codesign.trace.store import TraceReader
 
     n = rebank_trace(TraceReader(src), out, bank_size=bank_size, k=k, global_topk=global_topk, force=force)
     click.echo(

@@ -103,7 +103,7 @@ def _remove_if_unused(created: list[Path], trace_out: Path | None) -> None:
     recorded in it, so that the failure leaves nothing behind and a rerun starts clean."""
     import shutil
 
-    from codesign.trace.store import TraceReader
+    from codesign.trace.reader import TraceReader
 
     for path in created:
         if not path.is_dir():
