@@ -77,6 +77,7 @@ class SimParams:
     area_mm2_per_bank: float
     layout: BundleLayout = field(init=False)
     placement: str = "stripe"  # stripe | modulo: how bundles map onto SRAM banks (pipeline docstring)
+    fill_bypass: bool = False  # misses stream to the lanes; only kept ones are written (pipeline docstring)
     dram_activation_energy_pj: float = 0.0  # per row activation (report: dram_activation_energy_pj)
     topk_energy_pj_per_compare: float = 0.0  # per compare-exchange (topk_cycles_per_bank per token × bank)
     vector_energy_pj_per_op: float = 0.0  # per SiLU·mul of a kept channel and token
@@ -141,6 +142,7 @@ class SimParams:
             pl.IP_PRED_BASE: self.layout.total_bytes,  # predictor weights sit after the FFN weights
             pl.IP_PRED_BYTES: self.predictor_bytes_per_layer, pl.IP_SPARSE: int(self.sparse),
             pl.IP_INTERVAL: self.sram_line_interval_cycles, pl.IP_STRIPE: int(self.placement == "stripe"),
+            pl.IP_BYPASS: int(self.fill_bypass), pl.IP_KEEP_FILLS: int(self.residency in ("lru", "lfu")),
         }  # fmt: skip
         ip = np.zeros(pl.NUM_IP, dtype=np.int64)
         for index, value in values.items():

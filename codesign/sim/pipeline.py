@@ -9,7 +9,10 @@ predictor: the low-rank GEMV/GEMM (hidden·rank + rank·I MACs per token) on the
 topk:      bank top-k selection, `topk_cycles_per_bank` per (token, model bank), SRAM-bank lanes in parallel;
 fetch:     DRAM service time of the step's misses (bundles) and the predictor weights (streamed each step);
 sram:      port cycles of the busiest SRAM bank (reads + fill writes, one line per port per
-           `sram_line_interval_cycles`);
+           `sram_line_interval_cycles`). With `sram.fill_bypass` (default) missed bundles stream from DRAM
+           straight to the lanes: only hits are read from SRAM, and a miss is written only when the residency
+           policy keeps it (lru, lfu; never for none or pinned_hot). Without it every miss is written, then
+           read back through the same ports. (per_token_gather reads every token's channels from SRAM.)
 compute:   FFN MACs on `macs_per_cycle`.
 The fetch of a layer depends on its top-k (which channels to fetch), so double buffering overlaps fetch, SRAM
 reads and compute of the same layer-step as a stream of tiles: the DAG then has them as parallel branches
@@ -82,8 +85,9 @@ PLACEMENTS = ("stripe", "modulo")
 
 # int64 parameter vector of the kernel (ip[...])
 (IP_NB, IP_W, IP_B, IP_NS, IP_LINES, IP_PORTS, IP_MPC, IP_TOPK, IP_HIDDEN, IP_INTER, IP_RANK, IP_UNION,
- IP_BUNDLE, IP_LAYER_BYTES, IP_PRED_BASE, IP_PRED_BYTES, IP_SPARSE, IP_INTERVAL, IP_STRIPE) = range(19)  # fmt: skip
-NUM_IP = 19
+ IP_BUNDLE, IP_LAYER_BYTES, IP_PRED_BASE, IP_PRED_BYTES, IP_SPARSE, IP_INTERVAL, IP_STRIPE, IP_BYPASS,
+ IP_KEEP_FILLS) = range(21)  # fmt: skip
+NUM_IP = 21
 
 # per-layer accumulator columns (acc_layer[l, C_...], int64); the kernel indexes them by these names
 LAYER_COLUMNS = (
@@ -214,8 +218,10 @@ def _layer_step(need, miss, tok_ch, tokens, t, l, ip, frequency_ghz, dram_kernel
     bundle, hidden, rank, inter = ip[IP_BUNDLE], ip[IP_HIDDEN], ip[IP_RANK], ip[IP_INTER]
     sparse = ip[IP_SPARSE] != 0
     stripe = ip[IP_STRIPE] != 0
+    bypass = ip[IP_BYPASS] != 0
     bank_cycles[:] = 0
     read_ch = 0
+    fill_ch = 0
     union_ch = 0
     miss_ch = 0
     token_ch = 0
@@ -262,20 +268,26 @@ def _layer_step(need, miss, tok_ch, tokens, t, l, ip, frequency_ghz, dram_kernel
                 n_req = r + 1
                 run_end = c + 1
         reads = u if ip[IP_UNION] != 0 else tok_ch[t, l, j]
+        fills = mch
+        if bypass:  # misses stream to the lanes: read back only hits; write only what the policy keeps
+            if ip[IP_UNION] != 0:
+                reads = u - mch
+            fills = mch if ip[IP_KEEP_FILLS] != 0 else 0
         if not stripe:  # modulo: the whole bundle lives in SRAM bank s
-            bank_cycles[s] += (reads + mch) * lines * ip[IP_INTERVAL]  # a port takes a line per interval
+            bank_cycles[s] += (reads + fills) * lines * ip[IP_INTERVAL]  # a port takes a line per interval
             acc_sram[s, S_READ] += reads * lines
-            acc_sram[s, S_WRITE] += mch * lines
+            acc_sram[s, S_WRITE] += fills * lines
         acc_bank[l, j, 0] += reads
         acc_bank[l, j, 1] += mch
         read_ch += reads
         union_ch += u
         miss_ch += mch
+        fill_ch += fills
         token_ch += tok_ch[t, l, j]
     if stripe:  # the layer-step's line accesses dealt round-robin over all banks
         for s in range(ns):
             r_s = _share(read_ch * lines, s, ns)
-            w_s = _share(miss_ch * lines, s, ns)
+            w_s = _share(fill_ch * lines, s, ns)
             bank_cycles[s] = (r_s + w_s) * ip[IP_INTERVAL]
             acc_sram[s, S_READ] += r_s
             acc_sram[s, S_WRITE] += w_s
@@ -319,7 +331,7 @@ def _layer_step(need, miss, tok_ch, tokens, t, l, ip, frequency_ghz, dram_kernel
     a[C_DRAM_FFN_BYTES] += miss_ch * bundle
     a[C_DRAM_PRED_BYTES] += ip[IP_PRED_BYTES] if sparse else 0
     a[C_SRAM_READ_LINES] += read_ch * lines
-    a[C_SRAM_WRITE_LINES] += miss_ch * lines
+    a[C_SRAM_WRITE_LINES] += fill_ch * lines
     a[C_FFN_MACS] += ffn_macs
     a[C_PRED_MACS] += pred_macs
     a[C_UNION] += union_ch

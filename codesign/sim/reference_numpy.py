@@ -94,12 +94,16 @@ def simulate_variant_ref(
             u = np.bitwise_count(need[t, l]).sum(axis=-1).astype(np.int64)  # (nb,)
             m = np.bitwise_count(miss[0, l]).sum(axis=-1).astype(np.int64)
             reads = u if union_exec else tok_ch[t, l]
+            fills = m
+            if p.fill_bypass:  # hits read from SRAM; misses streamed past it, written only when kept
+                reads = u - m if union_exec else reads
+                fills = m if p.residency in ("lru", "lfu") else 0 * m
             if p.placement == "stripe":  # every bank gets its round-robin share of the step's lines
                 read_lines = _round_robin(int(reads.sum()) * lines, ns)
-                write_lines = _round_robin(int(m.sum()) * lines, ns)
+                write_lines = _round_robin(int(fills.sum()) * lines, ns)
             else:
                 read_lines = np.bincount(sram_of_bank, weights=reads * lines, minlength=ns).astype(np.int64)
-                write_lines = np.bincount(sram_of_bank, weights=m * lines, minlength=ns).astype(np.int64)
+                write_lines = np.bincount(sram_of_bank, weights=fills * lines, minlength=ns).astype(np.int64)
             port_cycles = -(-((read_lines + write_lines) * p.sram_line_interval_cycles) // p.ports_per_bank)
             starts_b, lengths_b = [], []
             if p.sparse:
@@ -135,7 +139,7 @@ def simulate_variant_ref(
                 "predictor_compute_cycles": stage[PREDICTOR], "ffn_compute_cycles": stage[COMPUTE],
                 "dram_read_bytes": moved, "dram_ffn_bytes": int(m.sum()) * bundle,
                 "dram_predictor_bytes": p.predictor_bytes_per_layer, "sram_read_lines": int(reads.sum()) * lines,
-                "sram_write_lines": int(m.sum()) * lines, "ffn_macs": ffn_macs, "predictor_macs": pred_macs,
+                "sram_write_lines": int(fills.sum()) * lines, "ffn_macs": ffn_macs, "predictor_macs": pred_macs,
                 "union_channels": int(u.sum()), "miss_channels": int(m.sum()),
                 "token_channels": int(tok_ch[t, l].sum()), "bank_max_cycles": int(port_cycles.max()),
                 "bank_total_cycles": int(port_cycles.sum()),

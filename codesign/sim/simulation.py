@@ -67,7 +67,7 @@ def params_from_config(
         predictor_rank=predictor_rank or cfg.predictor.rank, sram_read_energy_pj=sram.read_energy_pj,
         sram_write_energy_pj=sram.write_energy_pj, dram_energy_pj_per_bit=cfg.dram.read_energy_pj_per_bit,
         mac_energy_pj=compute.mac_energy_pj, leakage_mw_per_bank=sram.leakage_mw_per_bank,
-        area_mm2_per_bank=sram.area_mm2_per_bank, placement=sram.placement,
+        area_mm2_per_bank=sram.area_mm2_per_bank, placement=sram.placement, fill_bypass=sram.fill_bypass,
         dram_activation_energy_pj=cfg.dram.activation_energy_pj,
         topk_energy_pj_per_compare=compute.topk_energy_pj_per_compare,
         vector_energy_pj_per_op=compute.vector_energy_pj_per_op,
@@ -318,7 +318,8 @@ NOTES = [
     "energy is estimated from per-event costs (SRAM line read/write, DRAM pJ/bit and per row activation, MAC, "
     "top-k compare-exchange, SiLU·mul vector op) plus SRAM leakage × time",
     "predictor weights are streamed from DRAM every layer-step (after the FFN weights in the address map)",
-    "fills: every missed bundle is written into its SRAM bank once before it is read",
+    "fills: with sram.fill_bypass (default) a missed bundle streams to the lanes and is written into SRAM only "
+    "if the residency policy keeps it; without it every miss is written, then read back",
     "pinned_hot pins each SRAM bank's most used channels profiled over the same trace (an optimistic oracle)",
     "union density vs batch is measured on the first chunk's decode steps (b distinct sequences at one step)",
     "a batch is b decode tokens of distinct sequences at the same decode step (continuous batching)",

@@ -156,7 +156,8 @@ def test_critical_path_owner_is_the_resource_on_the_path_with_most_cycles(stage,
 @pytest.mark.parametrize("execution", ["batch_union", "per_token_gather"])
 def test_engine_equals_numpy_twin(dram, residency, execution):
     rng = np.random.default_rng(sum(map(ord, residency + execution)))
-    p = small_params(residency=residency, execution=execution, double_buffer=residency != "lfu")
+    p = small_params(residency=residency, execution=execution, double_buffer=residency != "lfu",
+                     fill_bypass=residency in ("lru", "none"))  # fmt: skip
     masks, is_decode, seq_id = uniform_trace(rng, 41, p, prefill=6)
     blocks = make_blocks(masks, is_decode, seq_id, p.bank_size, chunk=13)
     fast = simulate_variant("s", p, blocks, dram, 4, prefill_chunk_tokens=4, max_steps=3)

@@ -129,3 +129,15 @@ def test_golden_topk_and_vector_energy():
     t = s["totals"]
     assert (t["topk_energy_pj"], t["vector_energy_pj"], t["dram_activation_energy_pj"]) == (6.0, 6.0, 0.0)
     assert t["energy_pj"] == pytest.approx(5096.0 + 12.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("twin", [False, True])
+def test_golden_fill_bypass(twin):
+    """Misses stream to the lanes: SRAM reads are the 6 hits (24 needed − 18 missed) → 18 lines; LRU keeps
+    every miss → 54 fill lines. Per layer-step and bank (hits + fills) = 2 channels · 3 lines = 6 port cycles →
+    36 busy. Energy 5096 − (72 − 18) = 5042 pJ; cycles unchanged (DRAM-bound)."""
+    s = run(True, twin=twin, fill_bypass=True)
+    t = s["totals"]
+    assert (t["sram_read_bytes"], t["sram_write_bytes"]) == (18 * 8, 54 * 8)
+    assert s["busy"]["sram_port_cycles"] == 36 and t["cycles"] == 228
+    assert t["energy_pj"] == pytest.approx(5042.0, rel=1e-12)

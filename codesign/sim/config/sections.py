@@ -114,6 +114,9 @@ class SramConfig(_Section):
     # round-robin); modulo: model bank j of every layer in SRAM bank j mod num_banks (idle banks when a
     # layer has fewer model banks than there are SRAM banks)
     placement: Literal["stripe", "modulo"] = "stripe"
+    # missed bundles stream from DRAM straight to the lanes; only those the residency policy keeps are
+    # written into SRAM (none / pinned_hot: nothing), and hits alone are read from it
+    fill_bypass: bool = True
 
     @model_validator(mode="before")
     @classmethod
