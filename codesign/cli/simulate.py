@@ -124,6 +124,7 @@ def _render(report: dict, written: list[Path]) -> None:
     hw = report["hwconfig"]
     out.print(f"[bold]codesign simulate[/]{label}: {hw['name']} × {t['model_name']} "
               f"({t['tokens']} tokens, {t['source']}), batch {report['batch']}")  # fmt: skip
+    out.print(f"scope: {report['scope_note']}")
     variants = [("bank top-k", report), ("dense", report["dense_baseline"])]
     if report["global_topk"]:
         variants.append(("global top-k", report["global_topk"]))

@@ -19,6 +19,7 @@ BOUND_KEYS = (("dram_cycles", "DRAM"), ("sram_port_cycles", "SRAM ports"), ("com
 
 
 def _title(report: dict, text: str) -> str:
+    text = f"{text} — scope: {report['scope']}"
     return f"{text} [{report['label']}]" if report["label"] else text
 
 

@@ -21,6 +21,14 @@ from codesign.sim.engine import VariantResult
 from codesign.sim.pipeline import COL, LAYER_COLUMNS, RESOURCES, SRAM_COLUMNS
 
 SYNTHETIC_LABEL = "synthetic"
+# What the figures cover. The simulator models the FFN part of each decoder layer only: throughput, time and
+# energy exclude attention, the KV cache, QKV/O projections, embeddings and the LM head (issue 10, item 1).
+SCOPE = "ffn"
+SCOPE_NOTE = (
+    "FFN only: predictor, top-k and the SwiGLU FFN of every layer; attention, KV cache, QKV/O projections, "
+    "embeddings, LM head and norms are not simulated, so tokens_per_s and speedups are FFN figures, not "
+    "whole-model ones"
+)
 
 
 def _energy(p, rows: np.ndarray, cycles) -> dict:
@@ -172,6 +180,8 @@ def build_report(result) -> dict:
     dense = variant_summary(result.dense, peak)
     p = result.sparse.params
     report = {
+        "scope": SCOPE,
+        "scope_note": SCOPE_NOTE,
         "label": SYNTHETIC_LABEL if result.synthetic else "",
         "synthetic": result.synthetic,
         "trace": result.trace_info,
@@ -254,9 +264,15 @@ def write_csv(report: dict, directory, force: bool = False) -> list[Path]:
                              ("global_topk", report["global_topk"])):  # fmt: skip
         if summary is not None:
             bound = {f"bound_{k}": x for k, x in summary["bound_by"].items()}
-            row = {"variant": variant, "label": report["label"], **summary["totals"], **bound}
+            row = {
+                "variant": variant,
+                "label": report["label"],
+                "scope": report["scope"],
+                **summary["totals"],
+                **bound,
+            }
             totals.append(row)
-    label = {"label": report["label"]}  # "synthetic" travels with every row
+    label = {"label": report["label"], "scope": report["scope"]}  # travel with every row
     texts = {
         "totals.csv": _csv_text(totals),
         "per_layer.csv": _csv_text([{**label, **row} for row in report["per_layer"]]),
