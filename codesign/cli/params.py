@@ -43,6 +43,25 @@ INT64 = Int64()
 FINITE_FLOAT = FiniteFloat()
 
 
+class Int64Range(click.IntRange):
+    """An integer range whose open ends are the int64 limits; errors show only the bounds the command set."""
+
+    def __init__(self, min: int | None = None, max: int | None = None, **kwargs):
+        self._shown = (min, max)
+        super().__init__(INT64_MIN if min is None else min, INT64_MAX if max is None else max, **kwargs)
+
+    def convert(self, value, param, ctx):
+        return super().convert(INT64.convert(value, param, ctx), param, ctx)
+
+    def _describe_range(self) -> str:
+        low, high = self._shown
+        if high is None:
+            return f"x{'>' if self.min_open else '>='}{low}"
+        if low is None:
+            return f"x{'<' if self.max_open else '<='}{high}"
+        return super()._describe_range()
+
+
 def unwritable_reason(path: str | Path) -> str | None:
     """Why `path` cannot be created as an output (an ancestor is a file), or None if it can."""
     for parent in Path(path).absolute().parents:
@@ -80,12 +99,11 @@ def bound_numbers(command: click.Command) -> None:
             param.type = INT64
         elif type(param.type) is click.types.FloatParamType:
             param.type = FINITE_FLOAT
-        elif isinstance(param.type, click.IntRange):  # an open end is bounded by int64
-            rng = param.type
-            rng.min = INT64_MIN if rng.min is None else rng.min
-            rng.max = INT64_MAX if rng.max is None else rng.max
+        elif type(param.type) is click.IntRange and None in (param.type.min, param.type.max):
+            t = param.type  # an open end is bounded by int64
+            param.type = Int64Range(t.min, t.max, min_open=t.min_open, max_open=t.max_open, clamp=t.clamp)
 
 
-def at_least(low: int) -> click.IntRange:
+def at_least(low: int) -> Int64Range:
     """An integer ≥ `low` that fits int64."""
-    return click.IntRange(low, INT64_MAX)
+    return Int64Range(low)
