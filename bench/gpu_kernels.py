@@ -372,7 +372,7 @@ def section_recorded(out, model):
         if time.time() - T0 > BUDGET_S + 40:
             out[f"tokens_{tokens}"] = {"skipped": "time budget"}
             continue
-        samples = recorded_masks(tokens, i)[:3]
+        samples = recorded_masks(tokens, i)[: 1 if args.dry_run else 3]  # dry run: the code path, cheaply
         if not samples:
             out[f"tokens_{tokens}"] = {"skipped": f"fewer than {tokens} recorded decode tokens"}
             continue
