@@ -45,7 +45,14 @@ def main() -> None:
     ap.add_argument("--diag-samples", type=int, default=2)
     ap.add_argument("--variants", default="model,dense,oracle")
     ap.add_argument("--plant-layer", type=int, default=12)
+    ap.add_argument("--screen", type=int, default=None, help="ablate only the M worst layers by local error")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is faster on an oversubscribed box)"
+    )
     ap.add_argument("--repair-layer", type=int, default=None, help="default: the diagnosis' first layer")
+    ap.add_argument("--val-windows", type=int, default=8, help="KJV validation windows of 512 for ppl")
+    ap.add_argument("--train-samples", type=int, default=2, help="CWE prompts per length to retrain on")
+    ap.add_argument("--steps", type=int, default=300, help="predictor retraining steps")
     ap.add_argument("--tag", default="", help="suffix for result file names (e.g. a model name)")
     args = ap.parse_args()
 
@@ -61,6 +68,7 @@ def main() -> None:
     setting = resolve_setting(args.setting)
     lengths = [int(x) for x in args.lengths.split(",")]
     diag_lengths = [int(x) for x in args.diag_lengths.split(",")]
+    torch.set_num_threads(args.threads)
     t0 = time.time()
     model, tok, name = load_cwe_model(args.model)
     log(f"loaded {name} in {time.time() - t0:.0f} s; torch threads {torch.get_num_threads()}")
@@ -83,7 +91,7 @@ def main() -> None:
     def stage_diagnose() -> None:
         t0 = time.time()
         sets = [s for L in diag_lengths for s in make_samples(tok, setting, L, args.diag_samples, 42)]
-        d = diagnose(model, tok, sets, progress=ticker("diagnose"))
+        d = diagnose(model, tok, sets, screen=args.screen, progress=ticker("diagnose"))
         state["diag"] = diag = {"model": name, "setting": setting.to_dict(), "seed": 42, "planted_fault": None, "diagnosis": d,
                 "host": host, "wall_s": time.time() - t0}  # fmt: skip
         write_result(RESULTS / f"cwe_smollm2{tag}_diagnose.json", diag)
@@ -95,7 +103,7 @@ def main() -> None:
         faulty = copy.deepcopy(model)
         plant_fault(faulty, args.plant_layer)
         sets = [s for L in diag_lengths[:1] for s in make_samples(tok, setting, L, args.diag_samples, 42)]
-        d = diagnose(faulty, tok, sets, progress=ticker("planted"))
+        d = diagnose(faulty, tok, sets, screen=args.screen, progress=ticker("planted"))
         out = {"model": name, "setting": setting.to_dict(), "seed": 42, "planted_fault": args.plant_layer,
                "found": d["culprit"] == args.plant_layer, "diagnosis": d, "host": host,
                "wall_s": time.time() - t0}  # fmt: skip
@@ -111,9 +119,16 @@ def main() -> None:
         if layer is None:
             src = state["diag"] or json.loads((RESULTS / f"cwe_smollm2{tag}_diagnose.json").read_text())
             layer = src["diagnosis"]["culprit"]
+        from codesign.data.corpus import load_corpus, windows_for_eval
+
+        corpus = load_corpus("kjv", tok)
+        val = windows_for_eval(corpus.tokens("validation"), 512, args.val_windows * 512)
+        train = windows_for_eval(corpus.tokens("train"), 512, 4 * 512)
         t0 = time.time()
         res = repair_layer(model, tok, layer=layer, setting=setting, lengths=diag_lengths,
-                           samples=args.diag_samples, progress=ticker("repair"))  # fmt: skip
+                           samples=args.diag_samples, val_windows=val, train_windows=train,
+                           train_samples=args.train_samples, steps=args.steps,
+                           progress=ticker("repair"))  # fmt: skip
         res.update(model=name, host=host, wall_s=time.time() - t0)
         write_result(RESULTS / f"cwe_smollm2{tag}_repair.json", res)
         log(f"repair of layer {layer}: {json.dumps(res['summary'])}")

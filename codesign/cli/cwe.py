@@ -164,12 +164,16 @@ def _render_scores(result: dict) -> None:
 
 @click.command()
 @_common
+@click.option("--screen", type=int, default=None, metavar="M",
+              help="Ablate only the M layers with the largest local FFN error (default: every layer).")  # fmt: skip
 @click.option("--plant-fault", type=int, default=None, metavar="LAYER",
               help="Corrupt this layer's predictor (in memory) first: a check that diagnose finds it.")  # fmt: skip
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None)
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), default=None, help="PNG heatmaps.")
 @click.option("--force", is_flag=True)
-def diagnose(model_spec, setting, lengths, samples, seed, plant_fault, json_out, plot_out, force) -> None:
+def diagnose(
+    model_spec, setting, lengths, samples, seed, screen, plant_fault, json_out, plot_out, force
+) -> None:
     """Rank the layers whose routing costs the CWE answer: ablation, recall by position, divergence."""
     from codesign.eval.cwe import make_samples, resolve_setting
     from codesign.eval.cwe_score import max_context
@@ -189,7 +193,7 @@ def diagnose(model_spec, setting, lengths, samples, seed, plant_fault, json_out,
     sets = [s for L in lengths for s in make_samples(tok, cfg, L, samples, seed)]
     bar, tick = _progress("diagnose")
     with bar:
-        d = run(model, tok, sets, progress=tick)
+        d = run(model, tok, sets, screen=screen, progress=tick)
     result = {
         "model": name,
         "setting": cfg.to_dict(),
@@ -223,7 +227,9 @@ def _render_ranking(d: dict, planted, top: int = 8) -> None:
         table.add_column(col, justify="right")
     for r in d["ranking"][:top]:
         rec = "-" if r["recovered"] is None else f"{r['recovered']:.2f}"
-        table.add_row(str(r["rank"]), str(r["layer"]), f"{r['ablation_gain']:.4f}", rec, f"{r['recall']:.3f}",
+        gain = "not ablated" if r["ablation_gain"] is None else f"{r['ablation_gain']:.4f}"
+        klr = "-" if r["kl_removed"] is None else f"{r['kl_removed']:.2f}"
+        table.add_row(str(r["rank"]), str(r["layer"]), klr, gain, rec, f"{r['recall']:.3f}",
                       str(r["recall_rank"]), f"{r['local_error']:.3f}", f"{r['divergence_jump']:.3f}")  # fmt: skip
     console().print(table)
     line = f"all-dense gain per length: {[round(g, 4) for g in d['all_dense_gain']]}; ranked first: {d['culprit']}"

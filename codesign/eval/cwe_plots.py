@@ -58,7 +58,7 @@ def plot_diagnosis(result: dict, path: str | os.PathLike, *, force: bool = False
     plt = _plt()
     d = result["diagnosis"]
     panels = [
-        ("ablation_gain", "ablation gain (loglik/token)", "viridis"),
+        ("kl_gain", "KL to dense removed when dense", "viridis"),
         ("recall", "recall vs dense oracle", "magma"),
         ("local_error", "local FFN relative error", "viridis"),
     ]

@@ -24,13 +24,14 @@ from torch import nn
 
 from codesign.errors import ConfigError
 from codesign.eval.cwe import CweSetting, make_samples
-from codesign.eval.cwe_score import answer_loglik, proxy_ids, variant
+from codesign.eval.cwe_score import answer_loglik, masked_dense_compute, proxy_ids, variant
 
 
 def _mean_loglik(model, tok, samples) -> dict[int, float]:
     out: dict[int, list[float]] = {}
-    for s in samples:
-        out.setdefault(s.length, []).append(answer_loglik(model, tok, s)[0])
+    with masked_dense_compute(model):
+        for s in samples:
+            out.setdefault(s.length, []).append(answer_loglik(model, tok, s)[0])
     return {L: float(np.mean(v)) for L, v in out.items()}
 
 
@@ -43,8 +44,9 @@ def collect_layer_inputs(model: nn.Module, layer: int, batches: list[torch.Tenso
     got: list[torch.Tensor] = []
     hook = mod.register_forward_hook(lambda m, args, out: got.append(args[0].reshape(-1, m.hidden).clone()))
     try:
-        for ids in batches:
-            model(input_ids=ids)
+        with masked_dense_compute(model):
+            for ids in batches:
+                model(input_ids=ids)
     finally:
         hook.remove()
     return torch.cat(got)
@@ -67,7 +69,7 @@ def retrain_predictor(mod: nn.Module, x: torch.Tensor, *, steps: int, lr: float 
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return losses
 
 
@@ -81,8 +83,9 @@ def routing_masks(model: nn.Module, batches: list[torch.Tensor]) -> np.ndarray:
     hooks = [m.register_forward_hook(lambda m, a, o: per[m.layer_idx].append(m.last_mask.reshape(-1, m.intermediate)))
              for m in mods]  # fmt: skip
     try:
-        for ids in batches:
-            model(input_ids=ids)
+        with masked_dense_compute(model):
+            for ids in batches:
+                model(input_ids=ids)
     finally:
         for h in hooks:
             h.remove()
@@ -119,10 +122,17 @@ def _col(name: str) -> int:
     return COL[name]
 
 
-def _ppl(model, windows) -> float:
-    from codesign.eval.ppl import perplexity
-
-    return perplexity(model, windows, batch_size=2).ppl
+def _ppl(model, windows: np.ndarray) -> float:
+    """exp(mean next-token NLL) over `windows` (n, L), as codesign.eval.ppl.perplexity, but through the
+    masked-dense path (perplexity() calls model.eval(), which would switch it back to the gather path)."""
+    nll, count = 0.0, 0
+    with masked_dense_compute(model):
+        for row in np.asarray(windows):
+            ids = torch.as_tensor(row[None], dtype=torch.long)  # (1, L)
+            logits = model(input_ids=ids).logits[0, :-1].float()
+            nll += float(torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum"))
+            count += ids.shape[1] - 1
+    return float(np.exp(nll / count))
 
 
 def repair_layer(

@@ -184,3 +184,19 @@ def test_cli_bad_input_is_one_line(capsys):
         assert exc.value.code == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and msg in err and "\n" not in err
+
+
+def test_masked_dense_compute_equals_the_gather_path():
+    from codesign.eval.cwe_score import masked_dense_compute
+    from codesign.sparse.upcycle import sparse_modules
+
+    model = tiny_sparse()
+    ids = torch.randint(0, 257, (1, 40), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = model(input_ids=ids).logits
+        masks = [m.last_mask.clone() for m in sparse_modules(model)]
+    with masked_dense_compute(model):
+        fast = model(input_ids=ids).logits
+        assert all(torch.equal(m.last_mask, k) for m, k in zip(sparse_modules(model), masks, strict=True))
+    assert torch.allclose(fast, ref, atol=1e-5, rtol=1e-4)
+    assert not any(m.training for m in sparse_modules(model))  # flags restored
