@@ -197,11 +197,14 @@ def _inside(path: Path, store: Path) -> bool:
 def _check_synth_fits(spec, with_logits: bool, out: Path) -> None:
     """Refuse a synthetic trace whose working set exceeds memory or whose store cannot fit on disk."""
     from codesign.sim.config.limits import format_bytes, physical_memory_bytes
+    from codesign.trace.synth import BLOCK_BYTES
 
     cells = spec.layers * spec.intermediate  # per token
-    # One block of 256 tokens: float32 scores, fp16 logits, bool bank and global masks, and the int64
-    # sort order of bank top-k: ≈ 16 B per token × layer × channel, with room for one temporary copy.
-    working = 256 * cells * 24
+    # One generated block (≤ 256 tokens, about BLOCK_BYTES of masks, at least one token): float32 scores,
+    # fp16 logits, bool bank and global masks, int64 top-k order ≈ 16 B per cell, room for a temporary copy;
+    # plus the writer's buffer of one 1024-token chunk (packed masks, logits), concatenated once.
+    block_tokens = max(1, min(256, BLOCK_BYTES // cells))
+    working = block_tokens * cells * 24 + 2 * 1024 * (cells // 8 + (2 * cells if with_logits else 0))
     if working > physical_memory_bytes():
         raise TraceError(
             f"--layers {spec.layers} × --intermediate {spec.intermediate}: generating needs ≈ "
