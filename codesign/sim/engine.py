@@ -383,6 +383,13 @@ class VariantRun:
         self._run(block.words[:cut], starts[:-1])
         self.pending = Block(block.words[cut:], block.is_decode[cut:], block.seq_id[cut:])
 
+    def set_pinned(self, pinned: np.ndarray) -> None:
+        """pinned_hot: replay from here on with another pinned set (the open step is completed first)."""
+        if self.pending is not None and len(self.pending.words):
+            self._run(self.pending.words, self._starts(self.pending))
+        self.pending = None
+        self.residency.pinned = pinned
+
     def finish(self) -> VariantResult:
         if self.pending is not None and len(self.pending.words):
             self._run(self.pending.words, self._starts(self.pending))

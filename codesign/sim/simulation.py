@@ -153,6 +153,22 @@ def _shared_pass(reader, p: SimParams, sparse_mode: str, global_mode: str | None
         yield out
 
 
+def _block_slice(b: Block, lo: int, hi: int) -> Block:
+    return Block(b.words[lo:hi], b.is_decode[lo:hi], b.seq_id[lo:hi])
+
+
+def _token_range(blocks: Iterator[Block], lo: int, hi: int) -> Iterator[Block]:
+    """The parts of consecutive blocks that hold tokens [lo, hi) of the trace."""
+    done = 0
+    for b in blocks:
+        n = len(b.words)
+        if done + n > lo and done < hi:
+            yield _block_slice(b, max(lo - done, 0), min(hi - done, n))
+        done += n
+        if done >= hi:
+            return
+
+
 def _global_store(trace_path, reader):
     """The synthetic trace's global top-k sub-store (write_synthetic), when it matches the trace."""
     from codesign.trace.store import TraceReader
@@ -258,17 +274,21 @@ def simulate(cfg, trace_path, *, batch: int | None = None, progress: Callable[[i
     dram = build_dram(cfg.dram)
     sources = lambda: _shared_pass(reader, p, mode, global_mode, spec, global_reader)  # noqa: E731
 
-    def pinned(params, name):  # pinned_hot profiles its variant's routing first (a pass of its own)
-        if params.residency != "pinned_hot":
-            return None
-        if name == "dense":
+    mid = reader.num_tokens // 2  # pinned_hot: each half is replayed with the set profiled on the other
+
+    def profile(params, name, lo, hi):
+        """pinned_hot's set for variant `name`, profiled on tokens [lo, hi) only (a pass of its own)."""
+        if name == "dense":  # every channel used equally: the profile is the same on any tokens
             return profile_pinned(params, [Block(dense_words(1, p.layers, p.num_model_banks, p.bank_size),
                                                  np.ones(1, bool), np.zeros(1, np.int32))])  # fmt: skip
-        return profile_pinned(params, (b[name] for b in sources()))
+        return profile_pinned(params, _token_range((b[name] for b in sources()), lo, hi))
 
     def run(name, params):
-        return VariantRun(name, params, dram, batch, pinned=pinned(params, name),
-                          prefill_chunk_tokens=prefill_chunk_tokens)  # fmt: skip
+        pinned = for_second = None
+        if params.residency == "pinned_hot":  # the first half replayed with the second's profile, and back
+            pinned, for_second = profile(params, name, mid, reader.num_tokens), profile(params, name, 0, mid)
+        r = VariantRun(name, params, dram, batch, pinned=pinned, prefill_chunk_tokens=prefill_chunk_tokens)
+        return r, for_second
 
     runs = {"dense": run("dense", dense_p)}
     if p.sparse:
@@ -276,6 +296,7 @@ def simulate(cfg, trace_path, *, batch: int | None = None, progress: Callable[[i
     if global_mode is not None:
         runs["global_topk"] = run("global_topk", p)
     first = None
+    done = 0
     dense_cache: dict[int, np.ndarray] = {}
     for blocks in sources():
         keys = blocks.pop("_keys", None)
@@ -288,10 +309,19 @@ def simulate(cfg, trace_path, *, batch: int | None = None, progress: Callable[[i
         blocks["dense"] = Block(dense_cache[T], is_decode, seq_id)
         if first is None:
             first = blocks.get("sparse", blocks["dense"])
-        for name, r in runs.items():
-            r.feed(blocks[name])
+        cut = mid - done if done < mid <= done + T else None  # this chunk holds the half-way token
+        for name, (r, second) in runs.items():
+            b = blocks[name]
+            if cut is None or second is None:
+                r.feed(b)
+                continue
+            r.feed(_block_slice(b, 0, cut))
+            r.set_pinned(second)  # from here on, replay with the set profiled on the first half
+            r.feed(_block_slice(b, cut, T))
+        done += T
         if progress is not None:
             progress(T, reader.num_tokens)
+    runs = {name: r for name, (r, _) in runs.items()}
     results = {name: r.finish() for name, r in runs.items()}
     dense = results["dense"]
     sparse = results.get("sparse", dense)
@@ -320,7 +350,8 @@ NOTES = [
     "predictor weights are streamed from DRAM every layer-step (after the FFN weights in the address map)",
     "fills: with sram.fill_bypass (default) a missed bundle streams to the lanes and is written into SRAM only "
     "if the residency policy keeps it; without it every miss is written, then read back",
-    "pinned_hot pins each SRAM bank's most used channels profiled over the same trace (an optimistic oracle)",
+    "pinned_hot pins each SRAM bank's most used channels profiled on the other half of the trace than the one "
+    "replayed (first half replayed with the second half's profile and vice versa): not an oracle",
     "union density vs batch is measured on the first chunk's decode steps (b distinct sequences at one step)",
     "a batch is b decode tokens of distinct sequences at the same decode step (continuous batching)",
 ]

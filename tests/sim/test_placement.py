@@ -22,7 +22,7 @@ def dense_run(trace, bank_size, placement, *extra):
     cfg = load_hwconfig(
         "hwconfigs/bank64.yaml",
         [f"sparsity.bank_size={bank_size}", f"sparsity.k={bank_size // 4}", f"sram.placement={placement}",
-         "sram.residency=none", "dram.model=ideal", *extra],
+         "sram.residency=none", "sram.fill_bypass=false", "dram.model=ideal", *extra],
     )  # fmt: skip
     return build_report(simulate(cfg, trace))
 
