@@ -181,7 +181,10 @@ def score_samples(
                 if generate:
                     ids = torch.tensor([tokenizer(s.prompt)["input_ids"]], dtype=torch.long)
                     cap = capture if vi == 0 else None
-                    new = greedy_answer(model, ids, setting.tokens_to_generate, eos, capture=cap, seq_id=done)
+                    with masked_dense_compute(model):
+                        new = greedy_answer(
+                            model, ids, setting.tokens_to_generate, eos, capture=cap, seq_id=done
+                        )
                     text = tokenizer.decode(new, skip_special_tokens=True)
                     row["predictions"].append(text)
                     row["scores"].append(100.0 * score_prediction(text, s.answer))
