@@ -64,9 +64,12 @@ def trace_view(src: str | os.PathLike, out: str | os.PathLike, *, phase: str = "
     meta = reader.meta
     a, b = layers if layers is not None else (0, meta.layers)
     kpl = {i: v for i, v in (meta.k_per_layer or {}).items() if i < b} or None
+    # Not "synthetic": the simulator would regenerate a synthetic trace from its spec (all layers, every
+    # phase) instead of reading the view's masks.
+    extra = {k: v for k, v in meta.extra.items() if k != "synth"}
     view = dataclasses.replace(
-        meta, layers=b, k_per_layer=kpl, created_at="",
-        extra={**meta.extra, "view": {"from": str(src), "phase": phase, "layers": [a, b]}},
+        meta, layers=b, k_per_layer=kpl, created_at="", synthetic=False,
+        extra={**extra, "view": {"from": str(src), "phase": phase, "layers": [a, b], "synthetic": meta.synthetic}},
     )  # fmt: skip
     with TraceWriter.create(out, view, with_logits=False, chunk_tokens=reader.chunk_tokens, force=True) as w:
         for c in reader.iter_chunks(with_logits=False):

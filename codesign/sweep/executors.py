@@ -110,6 +110,8 @@ def _check_reachable(address: str, timeout_s: float = 3.0) -> None:
 def make_executor(name: str, workers: int = 1, ray_address: str | None = None):
     if name not in EXECUTORS:
         raise ConfigError(f"--executor {name!r} is not one of {', '.join(EXECUTORS)}")
+    if workers < 0:
+        raise ConfigError(f"--workers must be >= 0 (0 runs in this process), got {workers}")
     if name == "ray":
         return RayExecutor(ray_address, workers)
     if ray_address:

@@ -152,6 +152,12 @@ def check_spec(spec: SweepSpec) -> Grid:
 
     intermediate = source_intermediate(spec.model.kind, spec.model.path)
     models, hws = expand(spec, intermediate)
+    if spec.simulate.phase == "decode" and max(spec.hardware.batch) > spec.eval.prompts:
+        # a decode batch is tokens of distinct sequences at one step: the trace has eval.prompts of them
+        raise ConfigError(
+            f"hardware.batch {max(spec.hardware.batch)} needs at least that many sequences decoding together; "
+            f"eval.prompts is {spec.eval.prompts}"
+        )
     if spec.accuracy.finetune_steps:
         if spec.accuracy.finetune_recipe is None:
             raise ConfigError("accuracy.finetune_steps > 0 needs accuracy.finetune_recipe")

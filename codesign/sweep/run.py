@@ -17,7 +17,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from codesign.errors import OutputExistsError
+from codesign.errors import ConfigError, OutputExistsError
 from codesign.sweep.cache import Cache, file_fingerprint
 from codesign.sweep.dag import build_dag, eval_key, finetune_key, hw_digest, sim_key
 from codesign.sweep.executors import make_executor
@@ -57,6 +57,8 @@ def run_sweep(
     from codesign.sweep import table
 
     say = progress or (lambda _m: None)
+    if torch_threads is not None and torch_threads < 1:
+        raise ConfigError(f"--torch-threads must be >= 1, got {torch_threads}")
     grid = check_spec(spec)
     out = Path(out_dir)
     for name in OUTPUT_FILES:

@@ -63,9 +63,7 @@ def mark_fronts(rows: list[dict]) -> None:
 
 
 def _is_reference(r) -> bool:
-    return (r["mode"], r["bank_size"], r["k"], r["finetune_steps"] > 0) == (*REFERENCE, False) or (
-        (r["mode"], r["bank_size"], r["k"]) == REFERENCE
-    )
+    return (r["mode"], r["bank_size"], r["k"]) == REFERENCE
 
 
 def _short(r) -> str:

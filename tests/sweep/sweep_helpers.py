@@ -17,10 +17,10 @@ def tiny_spec_dict(**changes) -> dict:
         "grid": {"bank_sizes": [32, 64], "densities": [0.25]},
         "references": {"bank_size": 64, "k": 16, "modes": ["dense"]},
         "eval": {
-            "tokens": 256,
+            "tokens": 128,
             "context_len": 64,
             "batch_size": 4,
-            "prompts": 2,
+            "prompts": 4,
             "prompt_len": 8,
             "new_tokens": 6,
             "threshold_calib_tokens": 256,

@@ -23,9 +23,12 @@ CASES = [
     ("reserved-knob", {"hardware": {"set": {"sparsity.k": [8]}}}, [], "set by each sweep point"),
     ("missing-hw", {"hardware": {"configs": ["/nonexistent/hw.yaml"]}}, [], "does not exist"),
     ("zero-batch", {"hardware": {"batch": [0]}}, [], "positive batch"),
+    ("batch-over-prompts", {"hardware": {"batch": [1, 16]}}, [], "batch 16 needs at least"),
     ("finetune-no-recipe", {"accuracy": {"finetune_steps": 3}}, [], "needs accuracy.finetune_recipe"),
     ("ray-unreachable", {}, ["--executor", "ray", "--ray-address", "127.0.0.1:9"], "127.0.0.1:9"),
     ("ray-address-local", {}, ["--ray-address", "127.0.0.1:9"], "--ray-address needs --executor ray"),
+    ("negative-workers", {}, ["--workers", "-1"], "--workers must be >= 0"),
+    ("zero-threads", {}, ["--torch-threads", "0"], "--torch-threads must be >= 1"),
 ]
 
 
@@ -33,7 +36,7 @@ CASES = [
 def test_bad_input_is_one_line_before_any_work(tmp_path, capsys, changes, extra, needle):
     spec = tiny_spec_dict()
     for key, value in changes.items():  # a replacement, key by key (None drops a key)
-        if isinstance(value, dict) and isinstance(spec.get(key), dict):
+        if isinstance(value, dict) and isinstance(spec.get(key), dict) and key != "model":
             spec[key] = {k: v for k, v in {**spec[key], **value}.items() if v is not None}
         else:
             spec[key] = value

@@ -21,7 +21,7 @@ def trace(tmp_path_factory) -> Path:
     from codesign.trace.synth import SynthSpec, write_synthetic
 
     path = tmp_path_factory.mktemp("split") / "t.zarr"
-    spec = SynthSpec(kind="zipf", hidden=64, intermediate=512, layers=7, sequences=3, prefill_tokens=20,
+    spec = SynthSpec(kind="zipf", hidden=64, intermediate=512, layers=7, sequences=4, prefill_tokens=20,
                      decode_tokens=40, seed=3)  # fmt: skip
     write_synthetic(spec, path, with_global=False, chunk_tokens=32)
     return path
@@ -37,7 +37,7 @@ def test_layer_parts_merge_to_the_whole(trace, tmp_path, dram):
     parts = [simulate_view(HW, knobs, 64, 16, 4, trace, phase="all", layers=r) for r in ranges]
     merged = metrics(*merge_layer_parts(parts))
     assert merged == whole  # integers and the floats derived from them: exactly equal
-    assert whole["cycles"] > 0 and whole["sim_tokens"] == 3 * 60
+    assert whole["cycles"] > 0 and whole["sim_tokens"] == 4 * 60
     # one part alone is not the whole: the merge really adds the other layers
     assert metrics(*merge_layer_parts(parts[:1]))["cycles"] < whole["cycles"]
 
@@ -45,7 +45,7 @@ def test_layer_parts_merge_to_the_whole(trace, tmp_path, dram):
 def test_decode_view_keeps_only_decode_tokens(trace):
     knobs = ["sram.residency=none"]
     decode = metrics(*simulate_view(HW, knobs, 64, 16, 1, trace, phase="decode"))
-    assert decode["sim_tokens"] == 3 * 40 and decode["sim_steps"] == 3 * 40  # batch 1: a step per token
+    assert decode["sim_tokens"] == 4 * 40 and decode["sim_steps"] == 4 * 40  # batch 1: a step per token
 
 
 def test_a_split_that_would_not_be_exact_is_refused():
