@@ -1,7 +1,8 @@
 """The inference compute of a sparse SwiGLU: only kept channels are read and multiplied.
 
-`sparse_swiglu_gather` is the one function a device backend swaps (the Triton kernels plug in here on CUDA).
-This is the CPU torch path:
+This is the torch path and the reference of the faster ones: SparseSwiGLU (codesign.sparse.module) runs the
+Triton kernels on CUDA and the fused numba kernel (codesign.kernels.cpu_decode) for 1..16 CPU tokens in
+inference, and this path for everything else (prefill, autograd, kernel_backend="torch"):
 
 * one token (decode): the kept channel bundles `[gate row | up row | down column]` are gathered a chunk at a
   time from the bundled channel-major layout (codesign.layout) into a small buffer that stays in cache, then
