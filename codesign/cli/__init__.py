@@ -25,7 +25,6 @@ COMMANDS: list[tuple[str, str]] = [
     ("codesign.cli.model", "upcycle"),
     ("codesign.cli.model", "eval_group"),
     ("codesign.cli.sweep", "sweep"),
-    ("codesign.cli.sweep", "sweep"),
     ("codesign.cli.validate", "validate"),
     ("codesign.cli.adapter", "adapter_group"),
     ("codesign.cli.cwe", "diagnose"),  # importing it also adds `eval cwe` to the eval group
