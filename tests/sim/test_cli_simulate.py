@@ -80,7 +80,7 @@ def test_force_overwrites_and_batch(tmp_path, capsys):
         (["--set", "sram.no_such_key=1"], "sram.no_such_key"),
         (["--set", "sparsity.k=100"], "sparsity.k"),
         (["--batch", "0"], "--batch"),
-        (["--batch", "8"], "decodes at most 4 together"),  # the default trace decodes 4 prompts together
+        (["--batch", "64"], "decodes at most 32 together"),  # the default trace decodes 32 prompts together
     ],
 )
 def test_user_mistakes_are_one_line(capsys, args, message):
