@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
+from codesign.cli.params import OutputPath
 from codesign.cli.render import console
 
 
 @click.command("sweep")
 @click.option("--spec", "spec_path", required=True, type=click.Path(path_type=Path), help="Sweep spec YAML.")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
+@click.option("--out", type=OutputPath(file_okay=False, path_type=Path), default=None,
               help="Output directory [default: sweep-results/<spec name>].")  # fmt: skip
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: a process pool; ray: Ray tasks (a local Ray, or --ray-address).")  # fmt: skip
@@ -19,7 +20,7 @@ from codesign.cli.render import console
     "--workers", default=1, show_default=True, help="Processes (local) or CPUs (local Ray); 0 = inline."
 )
 @click.option("--ray-address", default=None, help="Ray cluster to join (host:port or ray://host:port).")
-@click.option("--cache", "cache_dir", type=click.Path(path_type=Path), default=None,
+@click.option("--cache", "cache_dir", type=OutputPath(file_okay=False, path_type=Path), default=None,
               help="Stage cache directory [default: OUT/cache]; reused by reruns and extended sweeps.")  # fmt: skip
 @click.option("--torch-threads", type=int, default=None, help="torch threads per worker (eval, fine-tune).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")

@@ -6,6 +6,8 @@ import os
 
 import click
 
+from codesign.cli.params import OutputPath
+
 
 def _ints(text: str | None) -> tuple[int, ...]:
     if not text:
@@ -36,7 +38,7 @@ def _ints(text: str | None) -> tuple[int, ...]:
               help="GPU-like hwconfig the simulator starts from (default: hwconfigs/h200.yaml).")  # fmt: skip
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a key of the simulator's memory-system config (applied last).")  # fmt: skip
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the results.")
+@click.option("--json", "json_path", type=OutputPath(dir_okay=False), default=None, help="Write the results.")
 @click.option("--compare", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Compare a --device cuda results file measured on a machine without the simulator.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite the --json file if it exists.")

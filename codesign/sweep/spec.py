@@ -21,7 +21,6 @@ import json
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from codesign.errors import ConfigError
@@ -125,11 +124,10 @@ def load_spec(path: str | Path) -> SweepSpec:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"sweep spec not found: {p}")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return spec_from_dict(data, where=str(p))
+    from codesign.yamlio import load_yaml
+
+    # The project's strict reader: binary / non-UTF-8 files, duplicate keys and inf/nan are one line each.
+    return spec_from_dict(load_yaml(p, "sweep spec"), where=str(p))
 
 
 def spec_from_dict(data, where: str = "sweep spec") -> SweepSpec:
