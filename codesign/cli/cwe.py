@@ -69,13 +69,32 @@ def _refuse_existing(paths, force: bool) -> None:
             raise OutputExistsError(p)  # before the model loads: fail in a second, not a minute
 
 
-def _precheck(lengths, samples, variants=()) -> None:
+SMOLLM2_CONTEXT = 8192  # SmolLM2-135M's max_position_embeddings (GGUF llama.context_length)
+
+
+def _known_max_context(spec: str) -> int | None:
+    """The model's maximum context without loading it: from config.json, or the SmolLM2 base of an adapter."""
+    import json
+
+    path = Path(spec)
+    if spec == "smollm2-135m":
+        return SMOLLM2_CONTEXT
+    if spec.endswith(".safetensors") and path.is_file():
+        from codesign.train.adapter import read_adapter
+
+        return SMOLLM2_CONTEXT if read_adapter(path)[0].get("base") == "smollm2-135m" else None
+    if (path / "config.json").is_file():
+        return json.loads((path / "config.json").read_text()).get("max_position_embeddings")
+    return None
+
+
+def _precheck(lengths, samples, variants=(), model_spec: str | None = None) -> None:
     """Input errors that need no model: one line before anything loads."""
     from codesign.errors import ConfigError
     from codesign.eval.cwe import check_request
     from codesign.eval.cwe_score import _VARIANT, VARIANT_HELP
 
-    check_request(lengths, samples, None)
+    check_request(lengths, samples, _known_max_context(model_spec) if model_spec else None)
     for v in variants:
         if not _VARIANT.match(v):
             raise ConfigError(f"unknown variant {v!r}; variants are {VARIANT_HELP}")
@@ -109,7 +128,7 @@ def cwe(model_spec, setting, lengths, samples, seed, variants, no_generate, no_p
     from codesign.eval.cwe_score import evaluate_cwe
 
     lengths, names = _lengths(lengths), [v.strip() for v in variants.split(",") if v.strip()]
-    _precheck(lengths, samples, names)
+    _precheck(lengths, samples, names, model_spec)
     _refuse_existing([json_out, plot_out, trace_out], force)
     cfg = resolve_setting(setting)
     print_kv_table(f"CWE setting {cfg.name}", _setting_rows(cfg, seed))
@@ -181,7 +200,7 @@ def diagnose(
     from codesign.eval.diagnose import plant_fault as plant
 
     lengths = _lengths(lengths)
-    _precheck(lengths, samples)
+    _precheck(lengths, samples, (), model_spec)
     _refuse_existing([json_out, plot_out], force)
     cfg = resolve_setting(setting)
     model, tok, name = load_cwe_model(model_spec)
@@ -256,7 +275,7 @@ def repair(model_spec, setting, lengths, samples, seed, layer, steps, target, hw
     from codesign.errors import ConfigError
 
     lengths = _lengths(lengths)
-    _precheck(lengths, samples)
+    _precheck(lengths, samples, (), model_spec)
     if layer < 0 or steps <= 0 or not 0 < target <= 1:
         raise ConfigError("--layer must be >= 0, --steps positive and --target in (0, 1]")
     if not Path(hw).is_file():

@@ -178,6 +178,8 @@ def test_cli_bad_input_is_one_line(capsys):
         (["eval", "cwe", "--samples", "0"], "positive number of samples"),
         (["eval", "cwe", "--variants", "sparse-ish"], "unknown variant"),
         (["diagnose", "--lengths", "0"], "context length must be positive"),
+        (["eval", "cwe", "--lengths", "512,9000"], "exceeds the model's maximum of 8192"),  # before loading
+        (["repair", "--layer", "3", "--model", "smollm2-135m", "--lengths", "16384"], "maximum of 8192"),
     ):
         with pytest.raises(SystemExit) as exc:
             main(args)
