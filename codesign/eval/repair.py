@@ -217,7 +217,7 @@ def repair_layer(
     # cheapest first: extra channels, then no retraining (a shipped predictor stays as it is)
     ok = sorted(
         (n for n, c in cands.items() if c["recovered"] >= target),
-        key=lambda n: (cands[n]["k"], n != "retrain"),
+        key=lambda n: (cands[n]["k"], cands[n]["retrain"]),
     )
     chosen = ok[0] if ok else max(cands, key=lambda n: cands[n]["recovered"])
     if cands[chosen]["retrain"]:
