@@ -38,7 +38,9 @@ def select_trainable(model: nn.Module, trainable: str) -> list[str]:
 def make_optimizer(model: nn.Module, stage: Stage) -> torch.optim.Optimizer:
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [{"params": [p for n, p in named if ".predictor." not in n], "lr": stage.lr}]
-    groups.append({"params": [p for n, p in named if ".predictor." in n], "lr": stage.predictor_lr or stage.lr})
+    groups.append(
+        {"params": [p for n, p in named if ".predictor." in n], "lr": stage.predictor_lr or stage.lr}
+    )
     groups = [g for g in groups if g["params"]]
     # foreach=False: the single-tensor path is bit-reproducible across a save / load on CPU.
     return torch.optim.AdamW(groups, betas=(0.9, 0.95), weight_decay=stage.weight_decay, foreach=False)
