@@ -124,7 +124,7 @@ def _render(report: dict, written: list[Path]) -> None:
     hw = report["hwconfig"]
     out.print(f"[bold]codesign simulate[/]{label}: {hw['name']} × {t['model_name']} "
               f"({t['tokens']} tokens, {t['source']}), batch {report['batch']}")  # fmt: skip
-    out.print(f"scope: {report['scope_note']}")
+    out.print(report["scope_note"])
     variants = [("bank top-k", report), ("dense", report["dense_baseline"])]
     if report["global_topk"]:
         variants.append(("global top-k", report["global_topk"]))
@@ -136,6 +136,11 @@ def _render(report: dict, written: list[Path]) -> None:
             "energy_per_token_pj", "bank_imbalance")  # fmt: skip
     for key in rows:
         table.add_row(key, *(_fmt(v["totals"][key]) for _, v in variants))
+    if report["scope"] == "model":  # where the bytes go, and the FFN part alone beside the whole step
+        for key in ("dram_ffn_bytes", "dram_predictor_bytes", "dram_attention_bytes", "dram_kv_read_bytes",
+                    "dram_head_bytes"):  # fmt: skip
+            table.add_row(f"  {key}", *(_fmt(v["totals"][key]) for _, v in variants))
+        table.add_row("FFN only: tokens_per_s", *(_fmt(v["ffn_scope"]["tokens_per_s"]) for _, v in variants))
     for key in report["bound_by"]:  # each layer-step's cycles go to the resource owning its critical path
         table.add_row(f"bound by {key.removesuffix('_cycles')}", *(_pct(v, key) for _, v in variants))
     for key in report["utilisation"]:
@@ -144,7 +149,8 @@ def _render(report: dict, written: list[Path]) -> None:
     for base in ("vs_dense", "vs_global_topk"):
         if report[base]:
             r = report[base]
-            out.print(f"{base}: speedup {_fmt(r['speedup'])}×, DRAM bytes {_fmt(r['dram_bytes_ratio'])}×, "
+            ffn = f" (FFN only: {_fmt(r['ffn_scope_speedup'])}×)" if report["scope"] == "model" else ""
+            out.print(f"{base}: speedup {_fmt(r['speedup'])}×{ffn}, DRAM bytes {_fmt(r['dram_bytes_ratio'])}×, "
                       f"energy {_fmt(r['energy_ratio'])}×")  # fmt: skip
     if not report["global_topk"]:
         out.print(f"global top-k: {report['global_topk_note']}")

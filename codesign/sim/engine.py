@@ -80,7 +80,15 @@ class SimParams:
     fill_bypass: bool = False  # misses stream to the lanes; only kept ones are written (pipeline docstring)
     dram_activation_energy_pj: float = 0.0  # per row activation (report: dram_activation_energy_pj)
     topk_energy_pj_per_compare: float = 0.0  # per compare-exchange (topk_cycles_per_bank per token × bank)
-    vector_energy_pj_per_op: float = 0.0  # per SiLU·mul of a kept channel and token
+    vector_energy_pj_per_op: float = 0.0  # per vector op (SiLU·mul of a kept channel, norms, softmax, RoPE)
+    # Whole decoder step (scope "model"): the trace's decoder shape; scope "ffn" leaves the rest out.
+    scope: str = "ffn"
+    heads: int = 0
+    kv_heads: int = 0
+    head_dim: int = 0
+    vocab: int = 0
+    tied_embeddings: bool = False
+    predictor_resident: bool = False  # predictor weights held in SRAM (reserved capacity) instead of streamed
 
     def __post_init__(self) -> None:
         layout = BundleLayout(self.hidden, self.intermediate, self.layers, self.dtype_bytes)
@@ -100,9 +108,47 @@ class SimParams:
         return -(-self.bundle_bytes // self.line_bytes)
 
     @property
+    def predictor_reserved_bytes_per_bank(self) -> int:
+        """SRAM each bank sets aside for the resident predictors (all layers' weights striped over the banks)."""
+        if not (self.predictor_resident and self.sparse):
+            return 0
+        return -(-self.predictor_bytes_per_layer * self.layers // self.num_sram_banks)
+
+    @property
     def capacity_bundles(self) -> int:
-        """Channel bundles one SRAM bank holds."""
-        return self.bank_size_bytes // self.bundle_bytes
+        """Channel bundles one SRAM bank holds (after what resident predictors reserve)."""
+        return max(0, self.bank_size_bytes - self.predictor_reserved_bytes_per_bank) // self.bundle_bytes
+
+    @property
+    def model_scope(self) -> bool:
+        return self.scope == "model"
+
+    @property
+    def q_dim(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.head_dim
+
+    @property
+    def attention_macs_per_token(self) -> int:
+        """Q, K, V and O projections of one token in one layer."""
+        return 2 * self.hidden * self.q_dim + 2 * self.hidden * self.kv_dim
+
+    @property
+    def attention_bytes_per_layer(self) -> int:
+        return self.attention_macs_per_token * self.dtype_bytes
+
+    @property
+    def kv_row_bytes(self) -> int:
+        """K and V of one token in one layer."""
+        return 2 * self.kv_dim * self.dtype_bytes
+
+    @property
+    def head_bytes(self) -> int:
+        """The LM head (vocab × hidden), streamed once per step."""
+        return self.vocab * self.hidden * self.dtype_bytes
 
     @property
     def sram_banks_used(self) -> int:
@@ -143,7 +189,23 @@ class SimParams:
             pl.IP_PRED_BYTES: self.predictor_bytes_per_layer, pl.IP_SPARSE: int(self.sparse),
             pl.IP_INTERVAL: self.sram_line_interval_cycles, pl.IP_STRIPE: int(self.placement == "stripe"),
             pl.IP_BYPASS: int(self.fill_bypass), pl.IP_KEEP_FILLS: int(self.residency in ("lru", "lfu")),
+            pl.IP_LINE_BYTES: self.line_bytes, pl.IP_LAYERS: self.layers,
+            pl.IP_DOUBLE_BUFFER: int(self.double_buffer), pl.IP_PRED_RESIDENT: int(self.predictor_resident),
         }  # fmt: skip
+        if self.model_scope:  # address map: FFN | predictors | attention | LM head (| embeddings) | KV cache
+            attn_base = self.layout.total_bytes + self.layers * self.predictor_bytes_per_layer
+            head_base = attn_base + self.layers * self.attention_bytes_per_layer
+            values.update({
+                pl.IP_MODEL: 1, pl.IP_ATTN_BYTES: self.attention_bytes_per_layer, pl.IP_ATTN_BASE: attn_base,
+                pl.IP_KV_ROW: self.kv_row_bytes, pl.IP_PROJ_MACS: self.attention_macs_per_token,
+                pl.IP_SCORE_MACS: 2 * self.q_dim,  # q·k and p·v over every context row
+                pl.IP_HEAD_BYTES: self.head_bytes, pl.IP_HEAD_BASE: head_base,
+                pl.IP_KV_BASE: head_base + 2 * self.head_bytes, pl.IP_EMBED_ROW: self.hidden * self.dtype_bytes,
+                pl.IP_HEAD_MACS: self.vocab * self.hidden,
+                # vector ops per token: 2 RMSNorms (2 ops/element), 2 residual adds, RoPE on q and k
+                pl.IP_VEC_TOKEN: 6 * self.hidden + 2 * (self.q_dim + self.kv_dim),
+                pl.IP_VEC_CTX: 3 * self.heads,  # softmax: max, exp-sum, scale per score
+            })  # fmt: skip
         ip = np.zeros(pl.NUM_IP, dtype=np.int64)
         for index, value in values.items():
             ip[index] = value
@@ -152,11 +214,43 @@ class SimParams:
 
 @dataclass
 class Block:
-    """Consecutive tokens of one variant: bank words (T, L, nb, W) uint64 and per-token step keys."""
+    """Consecutive tokens of one variant: bank words (T, L, nb, W) uint64, per-token step keys and positions
+    (None: unknown, costed as position 0 — only FFN-scope figures are then exact)."""
 
     words: np.ndarray
     is_decode: np.ndarray
     seq_id: np.ndarray
+    position: np.ndarray | None = None
+
+    def slice(self, lo: int, hi: int) -> Block:
+        pos = None if self.position is None else self.position[lo:hi]
+        return Block(self.words[lo:hi], self.is_decode[lo:hi], self.seq_id[lo:hi], pos)
+
+
+def concat_blocks(a: Block, b: Block) -> Block:
+    pos = None if a.position is None or b.position is None else np.concatenate([a.position, b.position])
+    return Block(np.concatenate([a.words, b.words]), np.concatenate([a.is_decode, b.is_decode]),
+                 np.concatenate([a.seq_id, b.seq_id]), pos)  # fmt: skip
+
+
+def attention_steps(
+    is_decode: np.ndarray, seq_id: np.ndarray, position: np.ndarray | None, starts: np.ndarray
+):
+    """Per step, what attention reads and writes: step_ctx (S,) context rows attended, summed over the step's
+    tokens (a token at position p attends p + 1 rows); and per (step, sequence) — kv_ptr (S + 1,) into
+    kv_seq, kv_before (rows already cached: read from DRAM), kv_new (rows the step appends). A decode step
+    holds distinct sequences; a prefill chunk is one sequence."""
+    T, S = len(is_decode), len(starts)
+    pos = np.zeros(T, dtype=np.int64) if position is None else np.asarray(position, dtype=np.int64)
+    sizes = np.diff(np.append(starts, T))
+    step_ctx = np.add.reduceat(pos + 1, starts) if S else np.zeros(0, np.int64)
+    first = np.asarray(is_decode, dtype=bool).copy()
+    first[starts] = True  # a prefill chunk's sequence, at its first token
+    idx = np.flatnonzero(first)
+    step_of = np.repeat(np.arange(S), sizes)[idx]
+    kv_new = np.where(np.asarray(is_decode)[idx], 1, sizes[step_of]).astype(np.int64)
+    kv_ptr = np.searchsorted(idx, np.append(starts, T)).astype(np.int64)
+    return (step_ctx.astype(np.int64), kv_ptr, np.asarray(seq_id, dtype=np.int64)[idx], pos[idx], kv_new)
 
 
 # ---- masks → bank words ---------------------------------------------------------------------------------
@@ -328,42 +422,51 @@ class VariantRun:
         self.prefill_chunk_tokens, self.max_steps = prefill_chunk_tokens, max_steps
         L, nb, W, ns = p.layers, p.num_model_banks, p.words_per_bank, p.num_sram_banks
         self.residency = Residency(p.residency, ns, p.capacity_bundles, p.bank_size, L * nb * W * 64, pinned)
-        self.pipe = compile_pipeline(build_pipeline(p.double_buffer, p.sparse))
+        self.pipe = compile_pipeline(
+            build_pipeline(p.double_buffer, p.sparse, p.model_scope, p.predictor_resident and p.sparse)
+        )
         self.ip, self.ghz, self.kernel = p.kernel_params(), p.frequency_hz / 1e9, dram_kernel_id(dram.name)
         self.dram_state = dram.new_state()
         self.parallel = self.kernel in pl.PARALLEL_DRAM_KERNELS
         # request buffers, one per core when the layers run in parallel
-        self.req_starts = np.zeros((L if self.parallel else 1, p.intermediate // 2 + 2), dtype=np.int64)
+        most_tokens = max(batch, prefill_chunk_tokens)  # KV requests: a read and a write per sequence
+        width = max(p.intermediate // 2 + 2, 2 * most_tokens + 4)
+        self.req_starts = np.zeros((L if self.parallel else 1, width), dtype=np.int64)
         self.req_lengths = np.zeros_like(self.req_starts)
         self.sram_part = np.zeros((L, ns, 3), dtype=np.int64)
         # need / tok_ch / miss of one call, allocated once: max_steps × L × nb × W words each
         self.need_buf = np.empty((max_steps, L, nb, W), dtype=np.uint64)
         self.tok_buf = np.empty((max_steps, L, nb), dtype=np.int64)
         self.miss_buf = np.empty_like(self.need_buf)
+        self.stage_buf = np.zeros((max_steps, L, pl.STAGE_BUF_WIDTH), dtype=np.int64)
+        self.carry = np.zeros(2, dtype=np.int64)  # idle DRAM cycles the last layer-step left (schedule)
         self.acc_layer = np.zeros((L, len(COL)), dtype=np.int64)
         self.acc_ns = np.zeros(L, dtype=np.float64)
         self.acc_sram = np.zeros((ns, 3), dtype=np.int64)
         self.acc_bank = np.zeros((L, nb, 2), dtype=np.int64)
         self.pending: Block | None = None
 
-    def _run(self, words: np.ndarray, starts: np.ndarray) -> None:
+    def _run(self, block: Block, starts: np.ndarray) -> None:
         ms = self.max_steps
+        words = block.words
         for i in range(0, len(starts), ms):
             lo = starts[i]
             hi = starts[i + ms] if i + ms < len(starts) else len(words)
-            need, tok_ch, step_tokens = group_steps_numba(
-                words[lo:hi], starts[i : i + ms] - lo, (self.need_buf, self.tok_buf)
-            )
+            local = starts[i : i + ms] - lo
+            need, tok_ch, step_tokens = group_steps_numba(words[lo:hi], local, (self.need_buf, self.tok_buf))
+            part = block.slice(lo, hi)
+            attn = attention_steps(part.is_decode, part.seq_id, part.position, local)
             miss = self.miss_buf[: len(need)]
             self.residency.update(need, miss)
             args = (need, miss, tok_ch, step_tokens, self.ip, self.ghz, self.kernel, self.dram.params,
-                    self.dram_state, self.pipe.kinds, self.pipe.preds)  # fmt: skip
+                    self.dram_state, self.pipe.kinds, self.pipe.preds, *attn)  # fmt: skip
             if self.parallel:
-                time_layer_steps_par(*args, self.req_starts, self.req_lengths, self.sram_part, self.acc_layer,
-                                     self.acc_ns, self.acc_sram, self.acc_bank)  # fmt: skip
+                time_layer_steps_par(*args, self.req_starts, self.req_lengths, self.stage_buf, self.carry,
+                                     self.sram_part, self.acc_layer, self.acc_ns, self.acc_sram,
+                                     self.acc_bank)  # fmt: skip
             else:
-                time_layer_steps(*args, self.req_starts[0], self.req_lengths[0], self.acc_layer, self.acc_ns,
-                                 self.acc_sram, self.acc_bank)  # fmt: skip
+                time_layer_steps(*args, self.req_starts[0], self.req_lengths[0], self.stage_buf, self.carry,
+                                 self.acc_layer, self.acc_ns, self.acc_sram, self.acc_bank)  # fmt: skip
 
     def _starts(self, block: Block) -> np.ndarray:
         return step_starts(block.is_decode, block.seq_id, self.batch, self.prefill_chunk_tokens)
@@ -371,28 +474,24 @@ class VariantRun:
     def feed(self, block: Block) -> None:
         """Replay the complete steps of `block` (after what earlier blocks left open)."""
         if self.pending is not None:
-            block = Block(
-                np.concatenate([self.pending.words, block.words]),
-                np.concatenate([self.pending.is_decode, block.is_decode]),
-                np.concatenate([self.pending.seq_id, block.seq_id]),
-            )
+            block = concat_blocks(self.pending, block)
         starts = self._starts(block)
         if len(starts) == 0:
             return
         cut = starts[-1]  # hold back the last (possibly open) step
-        self._run(block.words[:cut], starts[:-1])
-        self.pending = Block(block.words[cut:], block.is_decode[cut:], block.seq_id[cut:])
+        self._run(block.slice(0, cut), starts[:-1])
+        self.pending = block.slice(cut, len(block.words))
 
     def set_pinned(self, pinned: np.ndarray) -> None:
         """pinned_hot: replay from here on with another pinned set (the open step is completed first)."""
         if self.pending is not None and len(self.pending.words):
-            self._run(self.pending.words, self._starts(self.pending))
+            self._run(self.pending, self._starts(self.pending))
         self.pending = None
         self.residency.pinned = pinned
 
     def finish(self) -> VariantResult:
         if self.pending is not None and len(self.pending.words):
-            self._run(self.pending.words, self._starts(self.pending))
+            self._run(self.pending, self._starts(self.pending))
         self.pending = None
         return VariantResult(self.name, self.params, self.acc_layer, self.acc_ns, self.acc_sram, self.acc_bank,
                              self.pipe.nodes, self.pipe.edges)  # fmt: skip

@@ -75,53 +75,108 @@ def _service(kernel_id, starts, lengths, n, params, state):
     return _dram_ideal(starts, lengths, n, params, state)
 
 
-STAGES = ("predictor", "topk", "fetch", "sram", "compute")
-PREDICTOR, TOPK, FETCH, SRAM, COMPUTE = range(5)
+STAGES = (
+    "prefetch",
+    "attention",
+    "vector",
+    "predictor",
+    "pred_sram",
+    "topk",
+    "fetch",
+    "sram",
+    "compute",
+    "head",
+)
+(PREFETCH, ATTENTION, VECTOR, PREDICTOR, PRED_SRAM, TOPK, FETCH, SRAM, COMPUTE, HEAD) = range(10)
 NUM_STAGES = len(STAGES)
-RESOURCES = ("dram", "sram_port", "compute", "topk")  # also the tie order of the critical-path owner
-R_DRAM, R_SRAM, R_COMPUTE, R_TOPK = range(4)
-STAGE_RESOURCE = np.array([R_COMPUTE, R_TOPK, R_DRAM, R_SRAM, R_COMPUTE], dtype=np.int64)  # by stage id
+ST_PREFETCH_FFN = NUM_STAGES  # stage_buf slot: the prefetch cycles of the FFN part alone (predictor weights)
+STAGE_BUF_WIDTH = NUM_STAGES + 1
+ATTENTION_STAGES = (ATTENTION, VECTOR, HEAD)  # zero at FFN scope
+RESOURCES = ("dram", "sram_port", "compute", "vector")  # also the tie order of the critical-path owner
+R_DRAM, R_SRAM, R_COMPUTE, R_VECTOR = range(4)
+STAGE_RESOURCE = np.array(
+    [R_DRAM, R_COMPUTE, R_VECTOR, R_COMPUTE, R_SRAM, R_VECTOR, R_DRAM, R_SRAM, R_COMPUTE, R_COMPUTE],
+    dtype=np.int64,
+)  # by stage id
 PLACEMENTS = ("stripe", "modulo")
 
 # int64 parameter vector of the kernel (ip[...])
 (IP_NB, IP_W, IP_B, IP_NS, IP_LINES, IP_PORTS, IP_MPC, IP_TOPK, IP_HIDDEN, IP_INTER, IP_RANK, IP_UNION,
  IP_BUNDLE, IP_LAYER_BYTES, IP_PRED_BASE, IP_PRED_BYTES, IP_SPARSE, IP_INTERVAL, IP_STRIPE, IP_BYPASS,
- IP_KEEP_FILLS) = range(21)  # fmt: skip
-NUM_IP = 21
+ IP_KEEP_FILLS, IP_MODEL, IP_ATTN_BYTES, IP_ATTN_BASE, IP_KV_ROW, IP_KV_BASE, IP_PROJ_MACS, IP_SCORE_MACS,
+ IP_HEAD_BYTES, IP_HEAD_BASE, IP_EMBED_ROW, IP_VEC_TOKEN, IP_VEC_CTX, IP_PRED_RESIDENT, IP_LAYERS,
+ IP_DOUBLE_BUFFER, IP_LINE_BYTES, IP_HEAD_MACS) = range(38)  # fmt: skip
+NUM_IP = 38
+KV_SEQ_SLOTS = 1 << 12  # KV cache address map: (layer, sequence mod slots) regions of KV_MAX_ROWS rows each
+KV_MAX_ROWS = 1 << 17
 
-# per-layer accumulator columns (acc_layer[l, C_...], int64); the kernel indexes them by these names
+# per-layer accumulator columns (acc_layer[l, C_...], int64); the kernel indexes them by these names.
+# Attention, KV cache, the LM head and embeddings count in the layer that runs them (LM head: the last layer,
+# embeddings: the first); `ffn_scope_cycles` is the same schedule with only the FFN part of every layer-step.
 LAYER_COLUMNS = (
-    "steps", "tokens", "cycles",
-    "dram_bound_cycles", "sram_port_bound_cycles", "compute_bound_cycles", "topk_bound_cycles",
-    "dram_busy_cycles", "sram_port_busy_cycles", "compute_busy_cycles", "topk_busy_cycles",
-    "predictor_compute_cycles", "ffn_compute_cycles",
-    "dram_read_bytes", "dram_ffn_bytes", "dram_predictor_bytes", "dram_requests", "dram_row_hits",
-    "dram_row_misses", "sram_read_lines", "sram_write_lines", "ffn_macs", "predictor_macs",
+    "steps", "tokens", "cycles", "ffn_scope_cycles",
+    "dram_bound_cycles", "sram_port_bound_cycles", "compute_bound_cycles", "vector_bound_cycles",
+    "dram_busy_cycles", "sram_port_busy_cycles", "compute_busy_cycles", "vector_busy_cycles",
+    "predictor_compute_cycles", "ffn_compute_cycles", "attention_compute_cycles", "head_compute_cycles",
+    "topk_cycles", "vector_work_cycles", "predictor_dram_cycles", "predictor_sram_cycles",
+    "prefetch_dram_cycles", "prefetch_hidden_cycles", "ffn_fetch_cycles",
+    "dram_read_bytes", "dram_write_bytes", "dram_ffn_bytes", "dram_predictor_bytes", "dram_attention_bytes",
+    "dram_kv_read_bytes", "dram_kv_write_bytes", "dram_head_bytes", "dram_requests", "dram_row_hits",
+    "dram_row_misses", "sram_read_lines", "sram_write_lines", "sram_predictor_lines", "ffn_macs",
+    "predictor_macs", "attention_macs", "head_macs", "vector_ops",
     "union_channels", "miss_channels", "token_channels", "bank_max_cycles", "bank_total_cycles",
 )  # fmt: skip
-(C_STEPS, C_TOKENS, C_CYCLES, C_DRAM_BOUND, C_SRAM_BOUND, C_COMPUTE_BOUND, C_TOPK_BOUND, C_DRAM_BUSY,
- C_SRAM_BUSY, C_COMPUTE_BUSY, C_TOPK_BUSY, C_PRED_COMPUTE, C_FFN_COMPUTE, C_DRAM_BYTES, C_DRAM_FFN_BYTES,
- C_DRAM_PRED_BYTES, C_DRAM_REQUESTS, C_ROW_HITS, C_ROW_MISSES, C_SRAM_READ_LINES, C_SRAM_WRITE_LINES,
- C_FFN_MACS, C_PRED_MACS, C_UNION, C_MISS, C_TOKEN_CH, C_BANK_MAX, C_BANK_TOTAL) = range(len(LAYER_COLUMNS))  # fmt: skip
+(C_STEPS, C_TOKENS, C_CYCLES, C_FFN_SCOPE_CYCLES, C_DRAM_BOUND, C_SRAM_BOUND, C_COMPUTE_BOUND, C_VECTOR_BOUND,
+ C_DRAM_BUSY, C_SRAM_BUSY, C_COMPUTE_BUSY, C_VECTOR_BUSY, C_PRED_COMPUTE, C_FFN_COMPUTE, C_ATTN_COMPUTE,
+ C_HEAD_COMPUTE, C_TOPK_CYCLES, C_VECTOR_WORK, C_PRED_DRAM, C_PRED_SRAM, C_PREFETCH_DRAM, C_PREFETCH_HIDDEN,
+ C_FFN_FETCH, C_DRAM_BYTES, C_DRAM_WRITE_BYTES, C_DRAM_FFN_BYTES, C_DRAM_PRED_BYTES, C_DRAM_ATTN_BYTES,
+ C_DRAM_KV_READ, C_DRAM_KV_WRITE, C_DRAM_HEAD_BYTES, C_DRAM_REQUESTS, C_ROW_HITS, C_ROW_MISSES,
+ C_SRAM_READ_LINES, C_SRAM_WRITE_LINES, C_SRAM_PRED_LINES, C_FFN_MACS, C_PRED_MACS, C_ATTN_MACS, C_HEAD_MACS,
+ C_VECTOR_OPS, C_UNION, C_MISS, C_TOKEN_CH, C_BANK_MAX, C_BANK_TOTAL) = range(len(LAYER_COLUMNS))  # fmt: skip
 COL = {name: i for i, name in enumerate(LAYER_COLUMNS)}
 BOUND_COLUMNS = tuple(f"{r}_bound_cycles" for r in RESOURCES)  # C_DRAM_BOUND + resource id
 SRAM_COLUMNS = ("read_lines", "write_lines", "port_cycles")
 S_READ, S_WRITE, S_PORT = range(3)
 
 
-def build_pipeline(double_buffer: bool, sparse: bool) -> nx.DiGraph:
+def build_pipeline(
+    double_buffer: bool, sparse: bool, model: bool = True, predictor_resident: bool = False
+) -> nx.DiGraph:
     """The stage DAG of a layer-step (see module docstring)."""
     g = nx.DiGraph()
-    chain = ["predictor", "topk"] if sparse else []
-    for name in chain + ["fetch", "sram", "compute"]:
+
+    def node(name):
         g.add_node(name, kind=STAGES.index(name))
-    nx.add_path(g, chain)
-    tail = chain[-1:] if chain else []
-    if double_buffer:
-        for name in ("fetch", "sram", "compute"):
-            nx.add_path(g, tail + [name])
+        return name
+
+    last = [node("prefetch")]
+    if model:
+        nx.add_path(g, [last[0], node("attention"), node("vector")])
+        last = ["vector"]
+    if sparse:
+        heads = [node("predictor")] + ([node("pred_sram")] if predictor_resident else [])
+        for a in last:
+            for h in heads:
+                g.add_edge(a, h)
+        node("topk")
+        for h in heads:
+            g.add_edge(h, "topk")
+        last = ["topk"]
+    ffn = [node("fetch"), node("sram"), node("compute")]
+    if double_buffer:  # fetch, SRAM reads and compute stream tile by tile: parallel branches
+        for a in last:
+            for f in ffn:
+                g.add_edge(a, f)
+        last = ffn
     else:
-        nx.add_path(g, tail + ["fetch", "sram", "compute"])
+        for a in last:
+            g.add_edge(a, "fetch")
+        nx.add_path(g, ffn)
+        last = ["compute"]
+    if model:
+        node("head")
+        for a in last:
+            g.add_edge(a, "head")
     return g
 
 
@@ -210,15 +265,82 @@ def _share(n, s, ns):
 
 
 @njit(cache=True, inline="always")
-def _layer_step(need, miss, tok_ch, tokens, t, l, ip, frequency_ghz, dram_kernel, dram_params, dram_state, kinds,
-                preds, starts, lengths, bank_cycles, stage, acc_layer, acc_dram_ns, acc_sram, acc_bank):  # fmt: skip
-    """Time layer-step (t, l): build its DRAM requests, call the DRAM model, run the stage DAG, accumulate."""
+def _add_request(starts, lengths, n_req, start, length):
+    if length > 0:
+        starts[n_req] = start
+        lengths[n_req] = length
+        n_req += 1
+    return n_req
+
+
+@njit(cache=True, inline="always")
+def _call_dram(dram_kernel, starts, lengths, n_req, dram_params, dram_state, frequency_ghz, acc):
+    """One DRAM model call; counts its requests, row hits and misses in acc; returns (cycles, ns, moved)."""
+    if n_req == 0:
+        return np.int64(0), 0.0, np.int64(0)
+    time_ns, moved, row_hits, row_misses = _service(
+        dram_kernel, starts, lengths, n_req, dram_params, dram_state
+    )
+    acc[C_DRAM_REQUESTS] += n_req
+    acc[C_ROW_HITS] += row_hits
+    acc[C_ROW_MISSES] += row_misses
+    return ceil_cycles(time_ns, frequency_ghz), time_ns, moved
+
+
+@njit(cache=True, inline="always")
+def _layer_step(need, miss, tok_ch, tokens, t, l, ip, frequency_ghz, dram_kernel, dram_params, dram_state,
+                step_ctx, kv_ptr, kv_seq, kv_before, kv_new, starts, lengths, bank_cycles, stage, acc_layer,
+                acc_dram_ns, acc_sram, acc_bank):  # fmt: skip
+    """Cost layer-step (t, l): its DRAM calls (prefetchable predictor / attention / KV / LM head traffic, then
+    the FFN misses), SRAM port cycles and MACs; write its stage cycles into stage[...] and accumulate every
+    count except cycles (schedule_layer_steps turns the stage cycles into time)."""
     nb, W = need.shape[2], need.shape[3]
     B, ns, lines, ports, mpc = ip[IP_B], ip[IP_NS], ip[IP_LINES], ip[IP_PORTS], ip[IP_MPC]
     bundle, hidden, rank, inter = ip[IP_BUNDLE], ip[IP_HIDDEN], ip[IP_RANK], ip[IP_INTER]
     sparse = ip[IP_SPARSE] != 0
     stripe = ip[IP_STRIPE] != 0
     bypass = ip[IP_BYPASS] != 0
+    model = ip[IP_MODEL] != 0
+    resident = ip[IP_PRED_RESIDENT] != 0
+    a = acc_layer[l]
+    # ---- prefetchable DRAM traffic: known before this layer's routing --------------------------------
+    pred_bytes = ip[IP_PRED_BYTES] if sparse else 0
+    n_req = 0
+    if sparse and not resident:  # predictor weights, from their own region
+        n_req = _add_request(starts, lengths, 0, ip[IP_PRED_BASE] + l * pred_bytes, pred_bytes)
+    pred_cycles, ns_p, moved_p = _call_dram(dram_kernel, starts, lengths, n_req, dram_params, dram_state,
+                                            frequency_ghz, a)  # fmt: skip
+    attn_cycles = np.int64(0)
+    ns_a = 0.0
+    moved_a = np.int64(0)
+    kv_write = 0
+    ctx = step_ctx[t]
+    if model:
+        kv_row = ip[IP_KV_ROW]
+        n_req = _add_request(starts, lengths, 0, ip[IP_ATTN_BASE] + l * ip[IP_ATTN_BYTES], ip[IP_ATTN_BYTES])
+        kv_read = 0
+        for i in range(kv_ptr[t], kv_ptr[t + 1]):  # one KV region per (layer, sequence)
+            base = ip[IP_KV_BASE] + ((l * KV_SEQ_SLOTS + kv_seq[i] % KV_SEQ_SLOTS) * KV_MAX_ROWS) * kv_row
+            n_req = _add_request(starts, lengths, n_req, base, kv_before[i] * kv_row)
+            n_req = _add_request(starts, lengths, n_req, base + kv_before[i] * kv_row, kv_new[i] * kv_row)
+            kv_read += kv_before[i] * kv_row
+            kv_write += kv_new[i] * kv_row
+        head = 0
+        if l == 0:  # embedding rows of the step's tokens
+            head += tokens * ip[IP_EMBED_ROW]
+            n_req = _add_request(
+                starts, lengths, n_req, ip[IP_HEAD_BASE] + ip[IP_HEAD_BYTES], tokens * ip[IP_EMBED_ROW]
+            )
+        if l == ip[IP_LAYERS] - 1:  # the LM head streams once per step
+            head += ip[IP_HEAD_BYTES]
+            n_req = _add_request(starts, lengths, n_req, ip[IP_HEAD_BASE], ip[IP_HEAD_BYTES])
+        attn_cycles, ns_a, moved_a = _call_dram(dram_kernel, starts, lengths, n_req, dram_params, dram_state,
+                                                frequency_ghz, a)  # fmt: skip
+        a[C_DRAM_ATTN_BYTES] += ip[IP_ATTN_BYTES]
+        a[C_DRAM_KV_READ] += kv_read
+        a[C_DRAM_KV_WRITE] += kv_write
+        a[C_DRAM_HEAD_BYTES] += head
+    # ---- the FFN: misses → DRAM requests, SRAM port cycles --------------------------------------------
     bank_cycles[:] = 0
     read_ch = 0
     fill_ch = 0
@@ -226,10 +348,6 @@ def _layer_step(need, miss, tok_ch, tokens, t, l, ip, frequency_ghz, dram_kernel
     miss_ch = 0
     token_ch = 0
     n_req = 0
-    if sparse:  # predictor weights, streamed every layer-step from their own region
-        starts[0] = ip[IP_PRED_BASE] + l * ip[IP_PRED_BYTES]
-        lengths[0] = ip[IP_PRED_BYTES]
-        n_req = 1
     run_end = -2  # channel after the last one of the open request
     layer_base = l * ip[IP_LAYER_BYTES]
     s = -1  # SRAM bank of model bank j (j mod ns, without a division)
@@ -299,66 +417,129 @@ def _layer_step(need, miss, tok_ch, tokens, t, l, ip, frequency_ghz, dram_kernel
         btotal += c
         if c > bmax:
             bmax = c
-    time_ns = 0.0
-    moved = 0
-    if n_req > 0:
-        time_ns, moved, row_hits, row_misses = _service(
-            dram_kernel, starts, lengths, n_req, dram_params, dram_state
-        )
-        acc_layer[l, C_DRAM_REQUESTS] += n_req
-        acc_layer[l, C_ROW_HITS] += row_hits
-        acc_layer[l, C_ROW_MISSES] += row_misses
+    fetch_cycles, ns_f, moved_f = _call_dram(dram_kernel, starts, lengths, n_req, dram_params, dram_state,
+                                             frequency_ghz, a)  # fmt: skip
+    pred_lines = 0
+    pred_sram = 0
+    if sparse and resident:  # predictor weights read from SRAM, striped over every bank
+        pred_lines = -(-pred_bytes // ip[IP_LINE_BYTES])
+        for s in range(ns):
+            share = _share(pred_lines, s, ns)
+            acc_sram[s, S_READ] += share
+            acc_sram[s, S_PORT] += (share * ip[IP_INTERVAL] + ports - 1) // ports
+        pred_sram = (_share(pred_lines, 0, ns) * ip[IP_INTERVAL] + ports - 1) // ports
     ffn_macs = 3 * hidden * (union_ch * tokens if ip[IP_UNION] != 0 else token_ch)
     pred_macs = tokens * (hidden * rank + rank * inter) if sparse else 0
+    attn_macs = tokens * ip[IP_PROJ_MACS] + ctx * ip[IP_SCORE_MACS] if model else 0
+    head_macs = tokens * ip[IP_HEAD_MACS] if model and l == ip[IP_LAYERS] - 1 else 0
+    vector_ops = tokens * ip[IP_VEC_TOKEN] + ctx * ip[IP_VEC_CTX] if model else 0
+    stage[PREFETCH] = pred_cycles + attn_cycles
+    stage[ATTENTION] = (attn_macs + mpc - 1) // mpc
+    stage[VECTOR] = (vector_ops + ns - 1) // ns  # one op per lane per cycle, a lane per SRAM bank
     stage[PREDICTOR] = (pred_macs + mpc - 1) // mpc
+    stage[PRED_SRAM] = pred_sram
     stage[TOPK] = ip[IP_TOPK] * ((tokens * nb + ns - 1) // ns) if sparse else 0
-    stage[FETCH] = ceil_cycles(time_ns, frequency_ghz)
+    stage[FETCH] = fetch_cycles
     stage[SRAM] = bmax
     stage[COMPUTE] = (ffn_macs + mpc - 1) // mpc
-    total, owner = critical_owner(stage, kinds, preds)
-    a = acc_layer[l]
+    stage[HEAD] = (head_macs + mpc - 1) // mpc
+    stage[ST_PREFETCH_FFN] = pred_cycles
     a[C_STEPS] += 1
     a[C_TOKENS] += tokens
-    a[C_CYCLES] += total
-    a[C_DRAM_BOUND + owner] += total
-    a[C_DRAM_BUSY] += stage[FETCH]
-    a[C_SRAM_BUSY] += stage[SRAM]
-    a[C_COMPUTE_BUSY] += stage[PREDICTOR] + stage[COMPUTE]
-    a[C_TOPK_BUSY] += stage[TOPK]
+    a[C_DRAM_BUSY] += stage[PREFETCH] + stage[FETCH]
+    a[C_SRAM_BUSY] += stage[SRAM] + stage[PRED_SRAM]
+    a[C_COMPUTE_BUSY] += stage[ATTENTION] + stage[PREDICTOR] + stage[COMPUTE] + stage[HEAD]
+    a[C_VECTOR_BUSY] += stage[TOPK] + stage[VECTOR]
     a[C_PRED_COMPUTE] += stage[PREDICTOR]
     a[C_FFN_COMPUTE] += stage[COMPUTE]
-    a[C_DRAM_BYTES] += moved
+    a[C_ATTN_COMPUTE] += stage[ATTENTION]
+    a[C_HEAD_COMPUTE] += stage[HEAD]
+    a[C_TOPK_CYCLES] += stage[TOPK]
+    a[C_VECTOR_WORK] += stage[VECTOR]
+    a[C_PRED_DRAM] += pred_cycles
+    a[C_PRED_SRAM] += pred_sram
+    a[C_PREFETCH_DRAM] += stage[PREFETCH]
+    a[C_FFN_FETCH] += fetch_cycles
+    a[C_DRAM_BYTES] += moved_p + moved_a + moved_f - kv_write
+    a[C_DRAM_WRITE_BYTES] += kv_write
     a[C_DRAM_FFN_BYTES] += miss_ch * bundle
-    a[C_DRAM_PRED_BYTES] += ip[IP_PRED_BYTES] if sparse else 0
-    a[C_SRAM_READ_LINES] += read_ch * lines
+    a[C_DRAM_PRED_BYTES] += pred_bytes if not resident else 0
+    a[C_SRAM_READ_LINES] += read_ch * lines + pred_lines
     a[C_SRAM_WRITE_LINES] += fill_ch * lines
+    a[C_SRAM_PRED_LINES] += pred_lines
     a[C_FFN_MACS] += ffn_macs
     a[C_PRED_MACS] += pred_macs
+    a[C_ATTN_MACS] += attn_macs
+    a[C_HEAD_MACS] += head_macs
+    a[C_VECTOR_OPS] += vector_ops
     a[C_UNION] += union_ch
     a[C_MISS] += miss_ch
     a[C_TOKEN_CH] += token_ch
-    a[C_BANK_MAX] += bmax
-    a[C_BANK_TOTAL] += btotal
-    acc_dram_ns[l] += time_ns
+    a[C_BANK_MAX] += bmax + pred_sram
+    a[C_BANK_TOTAL] += btotal + (pred_lines * ip[IP_INTERVAL] + ports - 1) // ports
+    acc_dram_ns[l] += ns_p + ns_a + ns_f
+
+
+@njit(cache=True)
+def schedule_layer_steps(stage_buf, S, kinds, preds, double_buffer, carry, acc_layer):
+    """Turn the stage cycles of S steps × L layers (in order) into time: each layer-step's critical path
+    through the stage DAG, accumulated as cycles and as cycles bound by the resource that owns the path.
+
+    Double buffering across layer-steps: what can be fetched before a layer's routing is known (its
+    `prefetch` stage: predictor and attention weights, KV cache, LM head) streams into a staging buffer
+    while the previous layer-step leaves DRAM idle, so up to that idle time is taken off the prefetch stage.
+    carry[0] / carry[1]: the idle DRAM cycles the last layer-step left, at the configured scope / FFN only
+    (carried from one call to the next). The FFN-only schedule runs beside (ffn_scope_cycles).
+    """
+    L = stage_buf.shape[1]
+    cyc = np.zeros(NUM_STAGES, dtype=np.int64)
+    for t in range(S):
+        for l in range(L):
+            st = stage_buf[t, l]
+            for scope in range(2):
+                for i in range(NUM_STAGES):
+                    cyc[i] = st[i]
+                if scope == 1:
+                    cyc[ATTENTION] = 0
+                    cyc[VECTOR] = 0
+                    cyc[HEAD] = 0
+                    cyc[PREFETCH] = st[ST_PREFETCH_FFN]
+                hidden = 0
+                if double_buffer:
+                    hidden = min(cyc[PREFETCH], carry[scope])
+                    cyc[PREFETCH] -= hidden
+                total, owner = critical_owner(cyc, kinds, preds)
+                idle = total - cyc[PREFETCH] - cyc[FETCH]
+                carry[scope] = idle if idle > 0 else 0
+                if scope == 0:
+                    acc_layer[l, C_CYCLES] += total
+                    acc_layer[l, C_DRAM_BOUND + owner] += total
+                    acc_layer[l, C_PREFETCH_HIDDEN] += hidden
+                else:
+                    acc_layer[l, C_FFN_SCOPE_CYCLES] += total
 
 
 @njit(cache=True)
 def time_layer_steps(need, miss, tok_ch, step_tokens, ip, frequency_ghz, dram_kernel, dram_params, dram_state,
-                     kinds, preds, starts, lengths, acc_layer, acc_dram_ns, acc_sram, acc_bank):  # fmt: skip
+                     kinds, preds, step_ctx, kv_ptr, kv_seq, kv_before, kv_new, starts, lengths, stage_buf, carry,
+                     acc_layer, acc_dram_ns, acc_sram, acc_bank):  # fmt: skip
     """Time S steps × L layers given the residency result; accumulate into acc_* (in place).
 
     need/miss: (S, L, nb, W) uint64 union and miss words; tok_ch: (S, L, nb) channels summed over the step's
-    tokens; step_tokens: (S,) tokens per step. starts/lengths: request buffers of ≥ I // 2 + 2 entries.
-    Layer-steps run in order on one core (the DRAM state carries between calls); see time_layer_steps_par.
+    tokens; step_tokens: (S,) tokens per step; step_ctx (S,): context rows attended over the step's tokens;
+    kv_ptr (S + 1,) into kv_seq / kv_before / kv_new: per (step, sequence) the KV rows read and written.
+    starts/lengths: request buffers (≥ max(I // 2 + 2, KV requests of a step + 4) entries). stage_buf:
+    (≥ S, L, STAGE_BUF_WIDTH). Layer-steps run in order on one core (the DRAM state carries between calls);
+    see time_layer_steps_par.
     """
     S, L = need.shape[0], need.shape[1]
     bank_cycles = np.zeros(ip[IP_NS], dtype=np.int64)
-    stage = np.zeros(NUM_STAGES, dtype=np.int64)
     for t in range(S):
         for l in range(L):
             _layer_step(need, miss, tok_ch, step_tokens[t], t, l, ip, frequency_ghz, dram_kernel, dram_params,
-                        dram_state, kinds, preds, starts, lengths, bank_cycles, stage, acc_layer, acc_dram_ns,
-                        acc_sram, acc_bank)  # fmt: skip
+                        dram_state, step_ctx, kv_ptr, kv_seq, kv_before, kv_new, starts, lengths, bank_cycles,
+                        stage_buf[t, l], acc_layer, acc_dram_ns, acc_sram, acc_bank)  # fmt: skip
+    schedule_layer_steps(stage_buf, S, kinds, preds, ip[IP_DOUBLE_BUFFER] != 0, carry, acc_layer)
 
 
 # ---- layers in parallel, for the DRAM models whose state does not order their calls ----------------------
@@ -386,48 +567,49 @@ def order_free(dram_kernel, dram_params, dram_state):
 
 @njit(cache=True, parallel=True)
 def time_layer_steps_par(need, miss, tok_ch, step_tokens, ip, frequency_ghz, dram_kernel, dram_params, dram_state,
-                         kinds, preds, starts, lengths, sram_part, acc_layer, acc_dram_ns, acc_sram, acc_bank):  # fmt: skip
+                         kinds, preds, step_ctx, kv_ptr, kv_seq, kv_before, kv_new, starts, lengths, stage_buf,
+                         carry, sram_part, acc_layer, acc_dram_ns, acc_sram, acc_bank):  # fmt: skip
     """time_layer_steps with the layers on parallel cores, for the kernels in PARALLEL_DRAM_KERNELS.
 
     Bit-identical to time_layer_steps: steps run in order until the DRAM state is order-free (for
-    bank_stream: every channel used once, normally after the first layer-step), then each layer runs its
-    remaining steps in order on its own core with a private copy of the DRAM state. Per-layer accumulators
-    keep their per-layer order (acc_dram_ns adds floats in the same order); the SRAM-bank accumulator is
-    summed per layer into sram_part (L, ns, 3) then added (integers). starts/lengths: (L, ≥ I // 2 + 2).
-    Afterwards the state's call counter is exact; for bank_stream a channel's "last call" entry is only
-    known to be > 0 (the only thing the kernel reads).
+    bank_stream: every channel used once, normally after the first layer-step), then each layer costs its
+    remaining steps in order on its own core with a private copy of the DRAM state; the schedule (stage
+    cycles → time, which carries from one layer-step to the next) then runs in order on one core. Per-layer
+    accumulators keep their per-layer order (acc_dram_ns adds floats in the same order); the SRAM-bank
+    accumulator is summed per layer into sram_part (L, ns, 3) then added (integers). starts/lengths:
+    (L, ≥ max(I // 2 + 2, KV requests of a step + 4)). Afterwards the state's call counter is exact; for
+    bank_stream a channel's "last call" entry is only known to be > 0 (the only thing the kernel reads).
     """
     S, L = need.shape[0], need.shape[1]
     ns = ip[IP_NS]
     bank_cycles = np.zeros(ns, dtype=np.int64)
-    stage = np.zeros(NUM_STAGES, dtype=np.int64)
     t0 = 0
     while t0 < S and not order_free(dram_kernel, dram_params, dram_state):
         for l in range(L):
             _layer_step(need, miss, tok_ch, step_tokens[t0], t0, l, ip, frequency_ghz, dram_kernel, dram_params,
-                        dram_state, kinds, preds, starts[0], lengths[0], bank_cycles, stage, acc_layer,
-                        acc_dram_ns, acc_sram, acc_bank)  # fmt: skip
+                        dram_state, step_ctx, kv_ptr, kv_seq, kv_before, kv_new, starts[0], lengths[0],
+                        bank_cycles, stage_buf[t0, l], acc_layer, acc_dram_ns, acc_sram, acc_bank)  # fmt: skip
         t0 += 1
-    if t0 == S:
-        return
-    n_state = dram_state.shape[0]
-    states = np.empty((L, n_state), dtype=np.int64)
-    for l in prange(L):
-        states[l] = dram_state
-        sram_part[l] = 0
-        my_cycles = np.zeros(ns, dtype=np.int64)
-        my_stage = np.zeros(NUM_STAGES, dtype=np.int64)
-        for t in range(t0, S):
-            _layer_step(need, miss, tok_ch, step_tokens[t], t, l, ip, frequency_ghz, dram_kernel, dram_params,
-                        states[l], kinds, preds, starts[l], lengths[l], my_cycles, my_stage, acc_layer,
-                        acc_dram_ns, sram_part[l], acc_bank)  # fmt: skip
-    counter = n_state - 1  # every DRAM state ends with its call counter
-    calls = 0
-    for l in range(L):
-        calls += states[l, counter] - dram_state[counter]
-        for i in range(counter):
-            dram_state[i] = max(dram_state[i], states[l, i])
-        for s in range(ns):
-            for k in range(3):
-                acc_sram[s, k] += sram_part[l, s, k]
-    dram_state[counter] += calls
+    if t0 < S:
+        n_state = dram_state.shape[0]
+        states = np.empty((L, n_state), dtype=np.int64)
+        for l in prange(L):
+            states[l] = dram_state
+            sram_part[l] = 0
+            my_cycles = np.zeros(ns, dtype=np.int64)
+            for t in range(t0, S):
+                _layer_step(need, miss, tok_ch, step_tokens[t], t, l, ip, frequency_ghz, dram_kernel,
+                            dram_params, states[l], step_ctx, kv_ptr, kv_seq, kv_before, kv_new, starts[l],
+                            lengths[l], my_cycles, stage_buf[t, l], acc_layer, acc_dram_ns, sram_part[l],
+                            acc_bank)  # fmt: skip
+        counter = n_state - 1  # every DRAM state ends with its call counter
+        calls = 0
+        for l in range(L):
+            calls += states[l, counter] - dram_state[counter]
+            for i in range(counter):
+                dram_state[i] = max(dram_state[i], states[l, i])
+            for s in range(ns):
+                for k in range(3):
+                    acc_sram[s, k] += sram_part[l, s, k]
+        dram_state[counter] += calls
+    schedule_layer_steps(stage_buf, S, kinds, preds, ip[IP_DOUBLE_BUFFER] != 0, carry, acc_layer)

@@ -15,7 +15,7 @@ from codesign.errors import OutputExistsError
 
 PLOT_FILES = ("bottleneck.png", "bank_load.png", "dram_per_layer.png")
 BOUND_KEYS = (("dram_cycles", "DRAM"), ("sram_port_cycles", "SRAM ports"), ("compute_cycles", "compute"),
-              ("topk_cycles", "top-k"))  # fmt: skip
+              ("vector_cycles", "vector lanes (top-k, norms, softmax)"))  # fmt: skip
 
 
 def _title(report: dict, text: str) -> str:

@@ -26,7 +26,9 @@ from codesign.sim.pipeline import (
     COL,
     COMPUTE,
     FETCH,
+    NUM_STAGES,
     PREDICTOR,
+    PREFETCH,
     SRAM,
     TOPK,
     build_pipeline,
@@ -63,13 +65,15 @@ def simulate_variant_ref(
     plain-Python twin)."""
     service = dram.kernel if service is None else service
     p = params
+    if p.model_scope or p.predictor_resident:
+        raise ValueError("the numpy reference models FFN scope with streamed predictors only")
     L, nb, ns, B = p.layers, p.num_model_banks, p.num_sram_banks, p.bank_size
     pinned = None
     if p.residency == "pinned_hot":
         freq = channel_frequency(blocks(), L, p.intermediate, B)
         pinned = choose_pinned(freq, ns, p.capacity_bundles, B, p.words_per_bank)
     residency = ResidencyPy(p.residency, ns, p.capacity_bundles, B, pinned)
-    pipe = compile_pipeline(build_pipeline(p.double_buffer, p.sparse))
+    pipe = compile_pipeline(build_pipeline(p.double_buffer, p.sparse, model=False))
     state = dram.new_state()
     union_exec = p.execution == "batch_union"
     lines, bundle, mpc = p.lines_per_bundle, p.bundle_bytes, p.macs_per_cycle
@@ -86,6 +90,7 @@ def simulate_variant_ref(
     starts = step_starts(np.concatenate([b.is_decode for b in parts]), np.concatenate([b.seq_id for b in parts]),
                          batch, prefill_chunk_tokens)  # fmt: skip
     need, tok_ch, step_tokens = group_steps(words, starts)
+    idle = 0  # DRAM cycles the last layer-step left idle (double buffering across layer-steps)
     for t in range(len(starts)):
         miss = np.zeros_like(need[t : t + 1])
         residency.update(need[t : t + 1], miss)
@@ -105,45 +110,59 @@ def simulate_variant_ref(
                 read_lines = np.bincount(sram_of_bank, weights=reads * lines, minlength=ns).astype(np.int64)
                 write_lines = np.bincount(sram_of_bank, weights=fills * lines, minlength=ns).astype(np.int64)
             port_cycles = -(-((read_lines + write_lines) * p.sram_line_interval_cycles) // p.ports_per_bank)
-            starts_b, lengths_b = [], []
-            if p.sparse:
-                starts_b.append(p.layout.total_bytes + l * p.predictor_bytes_per_layer)
-                lengths_b.append(p.predictor_bytes_per_layer)
-            ch = _channels(miss[0, l], B)
-            if len(ch):
-                breaks = np.flatnonzero(np.diff(ch) != 1) + 1
-                for run in np.split(ch, breaks):
-                    starts_b.append(p.layout.channel_address_bytes(l, int(run[0])))
-                    lengths_b.append(len(run) * bundle)
-            time_ns, moved = 0.0, 0
-            if starts_b:
+
+            def call(starts_b, lengths_b, l=l):
+                if not starts_b:
+                    return 0, 0.0, 0
                 s_arr = np.array(starts_b, dtype=np.int64)
                 l_arr = np.array(lengths_b, dtype=np.int64)
                 time_ns, moved, hits, misses = service(s_arr, l_arr, len(s_arr), dram.params, state)
                 acc[l, COL["dram_requests"]] += len(s_arr)
                 acc[l, COL["dram_row_hits"]] += hits
                 acc[l, COL["dram_row_misses"]] += misses
+                cycles = 0 if time_ns <= 0 else int(math.ceil(time_ns * (p.frequency_hz / 1e9) - 1e-9))
+                return cycles, time_ns, moved
+
+            pred = ([p.layout.total_bytes + l * p.predictor_bytes_per_layer], [p.predictor_bytes_per_layer])
+            pred_cycles, pred_ns, pred_moved = call(*pred) if p.sparse else (0, 0.0, 0)
+            starts_b, lengths_b = [], []
+            ch = _channels(miss[0, l], B)
+            if len(ch):
+                breaks = np.flatnonzero(np.diff(ch) != 1) + 1
+                for run in np.split(ch, breaks):
+                    starts_b.append(p.layout.channel_address_bytes(l, int(run[0])))
+                    lengths_b.append(len(run) * bundle)
+            fetch_cycles, fetch_ns, moved = call(starts_b, lengths_b)
             ffn_macs = 3 * p.hidden * (int(u.sum()) * tokens if union_exec else int(tok_ch[t, l].sum()))
             pred_macs = tokens * (p.hidden * rank + rank * p.intermediate) if p.sparse else 0
-            stage = [0] * 5
+            stage = [0] * NUM_STAGES
+            stage[PREFETCH] = pred_cycles
             stage[PREDICTOR] = -(-pred_macs // mpc)
             stage[TOPK] = p.topk_cycles_per_bank * -(-(tokens * nb) // ns) if p.sparse else 0
-            stage[FETCH] = 0 if time_ns <= 0 else int(math.ceil(time_ns * (p.frequency_hz / 1e9) - 1e-9))
+            stage[FETCH] = fetch_cycles
             stage[SRAM] = int(port_cycles.max())
             stage[COMPUTE] = -(-ffn_macs // mpc)
+            # double buffering across layer-steps: the prefetch hides in the last layer-step's idle DRAM time
+            hidden = min(stage[PREFETCH], idle) if p.double_buffer else 0
+            stage[PREFETCH] -= hidden
             total, owner = critical_owner_py(stage, pipe)
+            idle = max(0, total - stage[PREFETCH] - stage[FETCH])
             row = {
-                "steps": 1, "tokens": tokens, "cycles": total, BOUND_COLUMNS[owner]: total,
-                "dram_busy_cycles": stage[FETCH], "sram_port_busy_cycles": stage[SRAM],
-                "compute_busy_cycles": stage[PREDICTOR] + stage[COMPUTE], "topk_busy_cycles": stage[TOPK],
+                "steps": 1, "tokens": tokens, "cycles": total, "ffn_scope_cycles": total, BOUND_COLUMNS[owner]: total,
+                "dram_busy_cycles": pred_cycles + fetch_cycles, "sram_port_busy_cycles": stage[SRAM],
+                "compute_busy_cycles": stage[PREDICTOR] + stage[COMPUTE], "vector_busy_cycles": stage[TOPK],
                 "predictor_compute_cycles": stage[PREDICTOR], "ffn_compute_cycles": stage[COMPUTE],
-                "dram_read_bytes": moved, "dram_ffn_bytes": int(m.sum()) * bundle,
-                "dram_predictor_bytes": p.predictor_bytes_per_layer, "sram_read_lines": int(reads.sum()) * lines,
+                "topk_cycles": stage[TOPK], "predictor_dram_cycles": pred_cycles,
+                "prefetch_dram_cycles": pred_cycles, "prefetch_hidden_cycles": hidden, "ffn_fetch_cycles": fetch_cycles,
+                "dram_read_bytes": moved + pred_moved, "dram_ffn_bytes": int(m.sum()) * bundle,
+                "dram_predictor_bytes": p.predictor_bytes_per_layer if p.sparse else 0,
+                "sram_read_lines": int(reads.sum()) * lines,
                 "sram_write_lines": int(fills.sum()) * lines, "ffn_macs": ffn_macs, "predictor_macs": pred_macs,
                 "union_channels": int(u.sum()), "miss_channels": int(m.sum()),
                 "token_channels": int(tok_ch[t, l].sum()), "bank_max_cycles": int(port_cycles.max()),
                 "bank_total_cycles": int(port_cycles.sum()),
             }  # fmt: skip
+            time_ns = pred_ns + fetch_ns
             for key, value in row.items():
                 acc[l, COL[key]] += value
             acc_ns[l] += time_ns

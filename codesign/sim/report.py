@@ -21,33 +21,24 @@ from codesign.sim.engine import VariantResult
 from codesign.sim.pipeline import COL, LAYER_COLUMNS, RESOURCES, SRAM_COLUMNS
 
 SYNTHETIC_LABEL = "synthetic"
-# What the figures cover. The simulator models the FFN part of each decoder layer only: throughput, time and
-# energy exclude attention, the KV cache, QKV/O projections, embeddings and the LM head (issue 10, item 1).
-SCOPE = "ffn"
-SCOPE_NOTE = (
-    "FFN only: predictor, top-k and the SwiGLU FFN of every layer; attention, KV cache, QKV/O projections, "
-    "embeddings, LM head and norms are not simulated, so tokens_per_s and speedups are FFN figures, not "
-    "whole-model ones"
-)
 
 
 def _energy(p, rows: np.ndarray, cycles) -> dict:
     """Energy components (pJ) of event counts `rows` ((C,) totals or (L, C) per layer) over `cycles`."""
-    read = rows[..., COL["sram_read_lines"]] * p.sram_read_energy_pj
-    write = rows[..., COL["sram_write_lines"]] * p.sram_write_energy_pj
-    dram = rows[..., COL["dram_read_bytes"]] * 8 * p.dram_energy_pj_per_bit
-    activations = (
-        rows[..., COL["dram_row_misses"]] * p.dram_activation_energy_pj
-    )  # a burst that needed an ACT
-    macs = (rows[..., COL["ffn_macs"]] + rows[..., COL["predictor_macs"]]) * p.mac_energy_pj
+    col = lambda name: rows[..., COL[name]]  # noqa: E731
+    read = col("sram_read_lines") * p.sram_read_energy_pj
+    write = col("sram_write_lines") * p.sram_write_energy_pj
+    # DRAM writes (KV cache appends) assumed to cost what reads cost per bit
+    dram = (col("dram_read_bytes") + col("dram_write_bytes")) * 8 * p.dram_energy_pj_per_bit
+    activations = col("dram_row_misses") * p.dram_activation_energy_pj  # a burst that needed an ACT
+    macs = (
+        col("ffn_macs") + col("predictor_macs") + col("attention_macs") + col("head_macs")
+    ) * p.mac_energy_pj
     # top-k: topk_cycles_per_bank compare-exchanges per (token, model bank) of a sparse layer
-    compares = (
-        rows[..., COL["tokens"]] * p.num_model_banks * p.topk_cycles_per_bank
-        if p.sparse
-        else np.zeros_like(read)
-    )
+    compares = col("tokens") * p.num_model_banks * p.topk_cycles_per_bank if p.sparse else np.zeros_like(read)
     topk = compares * p.topk_energy_pj_per_compare
-    vector = rows[..., COL["ffn_macs"]] // (3 * p.hidden) * p.vector_energy_pj_per_op  # kept channel × token
+    # SiLU·mul per kept channel × token, plus the attention side's norms, softmax, RoPE
+    vector = (col("ffn_macs") // (3 * p.hidden) + col("vector_ops")) * p.vector_energy_pj_per_op
     # mW × s = mJ = 1e9 pJ
     leak = p.leakage_mw_per_bank * p.num_sram_banks * (np.asarray(cycles) / p.frequency_hz) * 1e9
     return {
@@ -61,6 +52,12 @@ def _energy(p, rows: np.ndarray, cycles) -> dict:
         "leakage_energy_pj": leak,
         "energy_pj": read + write + dram + activations + macs + topk + vector + leak,
     }
+
+
+def _predictor_energy(p, t: dict) -> float:
+    """The predictor's share: its DRAM bytes, SRAM reads (resident) and MACs (activations not split out)."""
+    return (t["dram_predictor_bytes"] * 8 * p.dram_energy_pj_per_bit
+            + t["sram_predictor_lines"] * p.sram_read_energy_pj + t["predictor_macs"] * p.mac_energy_pj)  # fmt: skip
 
 
 def variant_summary(v: VariantResult, peak_dram_bandwidth_bytes_per_s: float) -> dict:
@@ -79,20 +76,30 @@ def variant_summary(v: VariantResult, peak_dram_bandwidth_bytes_per_s: float) ->
         "steps": int(v.per_layer[0, COL["steps"]]),
         "tokens_per_s": tokens / time_s if time_s > 0 else 0.0,
         "dram_read_bytes": t["dram_read_bytes"],
+        "dram_write_bytes": t["dram_write_bytes"],
         "dram_ffn_bytes": t["dram_ffn_bytes"],
         "dram_predictor_bytes": t["dram_predictor_bytes"],
+        "dram_attention_bytes": t["dram_attention_bytes"],
+        "dram_kv_read_bytes": t["dram_kv_read_bytes"],
+        "dram_kv_write_bytes": t["dram_kv_write_bytes"],
+        "dram_head_bytes": t["dram_head_bytes"],
         "dram_requests": t["dram_requests"],
         "dram_row_hits": t["dram_row_hits"],
         "dram_row_misses": t["dram_row_misses"],
         "dram_activations": t["dram_row_misses"],
         "dram_service_time_s": float(v.dram_time_ns.sum()) * 1e-9,
-        "achieved_dram_bandwidth_bytes_per_s": t["dram_read_bytes"] / time_s if time_s > 0 else 0.0,
+        "achieved_dram_bandwidth_bytes_per_s": (
+            (t["dram_read_bytes"] + t["dram_write_bytes"]) / time_s if time_s > 0 else 0.0
+        ),
         "peak_dram_bandwidth_bytes_per_s": peak_dram_bandwidth_bytes_per_s,
         "sram_read_bytes": t["sram_read_lines"] * p.line_bytes,
         "sram_write_bytes": t["sram_write_lines"] * p.line_bytes,
-        "macs": t["ffn_macs"] + t["predictor_macs"],
+        "macs": t["ffn_macs"] + t["predictor_macs"] + t["attention_macs"] + t["head_macs"],
         "ffn_macs": t["ffn_macs"],
         "predictor_macs": t["predictor_macs"],
+        "attention_macs": t["attention_macs"],
+        "head_macs": t["head_macs"],
+        "vector_ops": t["vector_ops"],
         "union_channels": t["union_channels"],
         "token_channels": t["token_channels"],
         "miss_channels": t["miss_channels"],
@@ -116,8 +123,35 @@ def variant_summary(v: VariantResult, peak_dram_bandwidth_bytes_per_s: float) ->
         "busy": busy,
         "utilisation": utilisation,
         "compute_split": {
+            "attention_cycles": t["attention_compute_cycles"],
             "predictor_cycles": t["predictor_compute_cycles"],
             "ffn_cycles": t["ffn_compute_cycles"],
+            "head_cycles": t["head_compute_cycles"],
+        },
+        "vector_split": {"topk_cycles": t["topk_cycles"], "vector_work_cycles": t["vector_work_cycles"]},
+        "dram_split": {
+            # prefetch: known before routing (predictor, attention weights, KV cache, LM head, embeddings)
+            "prefetch_cycles": t["prefetch_dram_cycles"],
+            "prefetch_hidden_cycles": t["prefetch_hidden_cycles"],  # overlapped with the previous layer-step
+            "ffn_fetch_cycles": t["ffn_fetch_cycles"],
+        },
+        "predictor": {
+            "dram_bytes": t["dram_predictor_bytes"],
+            "dram_cycles": t["predictor_dram_cycles"],
+            "sram_read_bytes": t["sram_predictor_lines"] * p.line_bytes,
+            "sram_cycles": t["predictor_sram_cycles"],
+            "compute_cycles": t["predictor_compute_cycles"],
+            "macs": t["predictor_macs"],
+            "energy_pj": _predictor_energy(p, t),
+            "resident": p.predictor_resident,
+        },
+        # the same schedule with only the FFN part of each layer-step (predictor, top-k, FFN)
+        "ffn_scope": {
+            "cycles": t["ffn_scope_cycles"],
+            "time_s": t["ffn_scope_cycles"] / p.frequency_hz,
+            "tokens_per_s": tokens / (t["ffn_scope_cycles"] / p.frequency_hz)
+            if t["ffn_scope_cycles"]
+            else 0.0,
         },
     }
 
@@ -166,6 +200,7 @@ def ratios(sparse: dict, base: dict) -> dict:
     s, b = sparse["totals"], base["totals"]
     return {
         "speedup": _ratio(b["cycles"], s["cycles"]),
+        "ffn_scope_speedup": _ratio(base["ffn_scope"]["cycles"], sparse["ffn_scope"]["cycles"]),
         "dram_bytes_ratio": _ratio(s["dram_read_bytes"], b["dram_read_bytes"]),
         "sram_read_bytes_ratio": _ratio(s["sram_read_bytes"], b["sram_read_bytes"]),
         "energy_ratio": _ratio(s["energy_pj"], b["energy_pj"]),
@@ -180,8 +215,8 @@ def build_report(result) -> dict:
     dense = variant_summary(result.dense, peak)
     p = result.sparse.params
     report = {
-        "scope": SCOPE,
-        "scope_note": SCOPE_NOTE,
+        "scope": result.scope,
+        "scope_note": result.notes[-1],
         "label": SYNTHETIC_LABEL if result.synthetic else "",
         "synthetic": result.synthetic,
         "trace": result.trace_info,
@@ -195,6 +230,19 @@ def build_report(result) -> dict:
             "bank_mapping": bank_mapping(p),
             "sram_banks_used": p.sram_banks_used,
             "model_fit": result.model_fit,
+            "decoder": None
+            if p.scope != "model"
+            else {
+                "heads": p.heads,
+                "kv_heads": p.kv_heads,
+                "head_dim": p.head_dim,
+                "vocab": p.vocab,
+                "attention_bytes_per_layer": p.attention_bytes_per_layer,
+                "kv_row_bytes_per_layer": p.kv_row_bytes,
+                "lm_head_bytes": p.head_bytes,
+            },
+            "predictor_bytes_per_layer": p.predictor_bytes_per_layer,
+            "predictor_reserved_bytes_per_sram_bank": p.predictor_reserved_bytes_per_bank,
         },
         "area": {
             "sram_area_mm2": p.area_mm2_per_bank * p.num_sram_banks,
@@ -269,6 +317,8 @@ def write_csv(report: dict, directory, force: bool = False) -> list[Path]:
                 "label": report["label"],
                 "scope": report["scope"],
                 **summary["totals"],
+                "ffn_scope_cycles": summary["ffn_scope"]["cycles"],
+                "ffn_scope_tokens_per_s": summary["ffn_scope"]["tokens_per_s"],
                 **bound,
             }
             totals.append(row)

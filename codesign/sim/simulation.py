@@ -48,16 +48,19 @@ class SimulationResult:
     union_density: dict
     peak_dram_bandwidth_bytes_per_s: float
     notes: list[str]
+    scope: str = "ffn"
 
 
 def params_from_config(
-    cfg, hidden: int, intermediate: int, layers: int, predictor_rank: int | None
+    cfg, hidden: int, intermediate: int, layers: int, predictor_rank: int | None, decoder: dict | None = None
 ) -> SimParams:
+    """The engine's parameters for a model on `cfg`. scope "model" needs the decoder shape (heads, kv_heads,
+    head_dim, vocab); without it the result has FFN scope (`scope_of` says why)."""
     fit = cfg.check_model(
         hidden, intermediate, layers, cfg.compute.dtype_bytes
     )  # ConfigError if it cannot run
     sram, compute = cfg.sram, cfg.compute
-    return SimParams(
+    params = SimParams(
         hidden=hidden, intermediate=intermediate, layers=layers, bank_size=cfg.sparsity.bank_size,
         k=cfg.sparsity.k, dtype_bytes=fit.dtype_bytes, num_sram_banks=sram.num_banks,
         bank_size_bytes=sram.bank_size_bytes, line_bytes=sram.line_bytes, ports_per_bank=sram.ports_per_bank,
@@ -71,7 +74,31 @@ def params_from_config(
         dram_activation_energy_pj=cfg.dram.activation_energy_pj,
         topk_energy_pj_per_compare=compute.topk_energy_pj_per_compare,
         vector_energy_pj_per_op=compute.vector_energy_pj_per_op,
+        predictor_resident=cfg.predictor.resident,
+        **_decoder_fields(cfg.scope, decoder),
     )  # fmt: skip
+    _check_predictor_fits(cfg, params)
+    return params
+
+
+def _decoder_fields(scope: str, decoder: dict | None) -> dict:
+    if scope != "model" or decoder is None:
+        return {"scope": "ffn"}
+    return {"scope": "model", "heads": decoder["heads"], "kv_heads": decoder["kv_heads"],
+            "head_dim": decoder["head_dim"], "vocab": decoder["vocab"],
+            "tied_embeddings": bool(decoder.get("tied_embeddings", False))}  # fmt: skip
+
+
+def _check_predictor_fits(cfg, p: SimParams) -> None:
+    from codesign.errors import ConfigError
+
+    if p.predictor_resident and p.sparse and p.predictor_reserved_bytes_per_bank > p.bank_size_bytes:
+        total = p.predictor_bytes_per_layer * p.layers
+        raise ConfigError(
+            f"{cfg.source}: predictor.resident: the predictors need {total:,} bytes "
+            f"({p.layers} layers × {p.predictor_bytes_per_layer:,}) but the SRAM holds "
+            f"{p.bank_size_bytes * p.num_sram_banks:,}; set predictor.resident: false (streamed from DRAM)"
+        )
 
 
 def trace_blocks(reader, p: SimParams, mode: str) -> Iterator[Block]:
@@ -87,7 +114,7 @@ def trace_blocks(reader, p: SimParams, mode: str) -> Iterator[Block]:
         else:
             masks = reselect(chunk.logits, p.bank_size, p.k, global_topk=mode == "global_topk")
             words = words_from_masks(masks, p.bank_size)
-        yield Block(words, np.asarray(chunk.is_decode, dtype=bool), np.asarray(chunk.seq_id))
+        yield Block(words, np.asarray(chunk.is_decode, dtype=bool), np.asarray(chunk.seq_id), chunk.position)
 
 
 def synthetic_blocks(spec, tokens: int, p: SimParams, global_topk: bool) -> Iterator[Block]:
@@ -106,7 +133,7 @@ def _regenerated(spec, tokens: int, p: SimParams, *, sparse: bool, glob: bool) -
         n = min(len(block["is_decode"]), tokens - done)
         if n <= 0:
             return
-        keys = block["is_decode"][:n], block["seq_id"][:n]
+        keys = block["is_decode"][:n], block["seq_id"][:n], block["position"][:n]
         out = {}
         if sparse:
             out["sparse"] = Block(words_from_masks(block["masks"][:n], p.bank_size), *keys)
@@ -137,7 +164,7 @@ def _shared_pass(reader, p: SimParams, sparse_mode: str, global_mode: str | None
     logits = sparse_mode == "reselect" or global_mode == "logits"
     others = global_reader.iter_chunks(step, with_logits=False) if global_mode == "store" else None
     for chunk in reader.iter_chunks(step, with_logits=logits):
-        keys = np.asarray(chunk.is_decode, dtype=bool), np.asarray(chunk.seq_id)
+        keys = np.asarray(chunk.is_decode, dtype=bool), np.asarray(chunk.seq_id), np.asarray(chunk.position)
         out = {"_keys": chunk}
         if sparse_mode == "masks":
             out["sparse"] = Block(words_from_bits(chunk.mask_bits, p.bank_size), *keys)
@@ -154,7 +181,7 @@ def _shared_pass(reader, p: SimParams, sparse_mode: str, global_mode: str | None
 
 
 def _block_slice(b: Block, lo: int, hi: int) -> Block:
-    return Block(b.words[lo:hi], b.is_decode[lo:hi], b.seq_id[lo:hi])
+    return b.slice(lo, hi)
 
 
 def _token_range(blocks: Iterator[Block], lo: int, hi: int) -> Iterator[Block]:
@@ -225,7 +252,10 @@ def simulate(cfg, trace_path, *, batch: int | None = None, progress: Callable[[i
     batch = int(batch or cfg.batch)
     if batch <= 0:
         raise TraceError(f"batch must be a positive number of decode tokens per step, got {batch}")
-    p = params_from_config(cfg, meta.hidden, meta.intermediate, meta.layers, meta.predictor_rank)
+    p = params_from_config(
+        cfg, meta.hidden, meta.intermediate, meta.layers, meta.predictor_rank, meta.decoder
+    )
+    scope_note = scope_of(cfg.scope, meta.decoder)
     concurrency = check_batch(reader, batch)
     dense_p = p.with_k(p.bank_size)
     trace_ks = set((meta.k_per_layer or {}).values()) | {meta.k}
@@ -303,10 +333,11 @@ def simulate(cfg, trace_path, *, batch: int | None = None, progress: Callable[[i
         any_block = next(iter(blocks.values()), None)
         is_decode = np.asarray(keys.is_decode, dtype=bool) if keys is not None else any_block.is_decode
         seq_id = np.asarray(keys.seq_id) if keys is not None else any_block.seq_id
+        position = np.asarray(keys.position) if keys is not None else any_block.position
         T = len(is_decode)
         if T not in dense_cache:  # the same all-ones words for every chunk of this length
             dense_cache = {T: dense_words(T, p.layers, p.num_model_banks, p.bank_size)}
-        blocks["dense"] = Block(dense_cache[T], is_decode, seq_id)
+        blocks["dense"] = Block(dense_cache[T], is_decode, seq_id, position)
         if first is None:
             first = blocks.get("sparse", blocks["dense"])
         cut = mid - done if done < mid <= done + T else None  # this chunk holds the half-way token
@@ -339,15 +370,35 @@ def simulate(cfg, trace_path, *, batch: int | None = None, progress: Callable[[i
         hwconfig=hw, model_fit=cfg.check_model(meta.hidden, meta.intermediate, meta.layers).as_dict(),
         union_density=union_density_vs_batch([first], p.intermediate),
         peak_dram_bandwidth_bytes_per_s=cfg.peak_dram_bandwidth_bytes_per_s,
-        notes=NOTES,
+        notes=NOTES + [scope_note],
+        scope=p.scope,
     )  # fmt: skip
 
 
+def scope_of(configured: str, decoder: dict | None) -> str:
+    """One line on what the figures cover (also the reason a model-scope config runs at FFN scope)."""
+    if configured == "model" and decoder is not None:
+        return ("scope model: the whole decoder step — QKV/O projections, attention over the KV cache, norms "
+                "and RoPE (vector work), predictor, top-k and FFN of every layer, embeddings and the LM head; "
+                "FFN-only figures beside (ffn_scope)")  # fmt: skip
+    if configured == "model":
+        return ("scope ffn: the trace records no decoder shape (heads, kv_heads, head_dim, vocab: traces "
+                "recorded before it was stored, or synthetic ones without a preset), so only the FFN part of "
+                "each layer is simulated; re-record the trace or synthesise it with --preset for scope model")  # fmt: skip
+    return (
+        "scope ffn (hwconfig): predictor, top-k and the SwiGLU FFN of every layer only; attention, KV cache, "
+        "QKV/O, embeddings and the LM head are left out, so tokens_per_s and speedups are FFN figures"
+    )
+
+
 NOTES = [
-    "cycle-approximate: per layer-step stage times combined through the stage DAG; no cross-layer prefetch",
+    "cycle-approximate: per layer-step stage times combined through the stage DAG; with double_buffer, what "
+    "is known before routing (predictor and attention weights, KV cache, LM head) is prefetched during the "
+    "previous layer-step's idle DRAM time",
     "energy is estimated from per-event costs (SRAM line read/write, DRAM pJ/bit and per row activation, MAC, "
     "top-k compare-exchange, SiLU·mul vector op) plus SRAM leakage × time",
-    "predictor weights are streamed from DRAM every layer-step (after the FFN weights in the address map)",
+    "predictor weights: streamed from DRAM every layer-step (prefetchable), or read from SRAM with "
+    "predictor.resident (capacity reserved on every bank)",
     "fills: with sram.fill_bypass (default) a missed bundle streams to the lanes and is written into SRAM only "
     "if the residency policy keeps it; without it every miss is written, then read back",
     "pinned_hot pins each SRAM bank's most used channels profiled on the other half of the trace than the one "

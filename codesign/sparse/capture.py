@@ -51,6 +51,7 @@ class RoutingCapture:
         self.path, self.with_logits, self.force = path, with_logits, force
         self._meta_fields = meta
         self._writer = None
+        self._decoder: dict | None = None
         self._hooks: list = []
         self._layers: list[int] = []
         self._armed: _Armed | None = None
@@ -75,6 +76,10 @@ class RoutingCapture:
         mods = sparse_modules(model)
         if not mods:
             raise TraceError("trace capture needs a sparse model (no SparseSwiGLU module found)")
+        from codesign.trace.store import decoder_shape
+
+        config = getattr(model, "config", None)
+        self._decoder = decoder_shape(config) if config is not None else None
         self._layers = [m.layer_idx for m in mods]
         for m in mods:
             self._hooks.append(m.register_forward_hook(self._hook))
@@ -102,7 +107,7 @@ class RoutingCapture:
             k=first.k,
             k_per_layer=k_per_layer,
             predictor_rank=first.predictor.rank,
-            **fields,
+            **{"decoder": self._decoder, **fields},
         )
         return TraceWriter.create(self.path, meta, with_logits=self.with_logits, force=self.force)
 

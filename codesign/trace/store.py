@@ -50,6 +50,41 @@ DEFAULT_CHUNK_TOKENS = 1024
 PER_TOKEN_FIELDS = {"seq_id": np.int32, "position": np.int32, "token_id": np.int32, "is_decode": np.bool_}
 
 
+DECODER_KEYS = ("heads", "kv_heads", "head_dim", "vocab")
+
+
+def check_decoder_shape(decoder: dict, hidden: int) -> None:
+    """A trace's decoder shape: positive heads, kv_heads, head_dim, vocab; kv_heads divides heads (GQA)."""
+    if not isinstance(decoder, dict):
+        raise TraceError(f"trace metadata: decoder must be a mapping, got {type(decoder).__name__}")
+    missing = [k for k in DECODER_KEYS if k not in decoder]
+    unknown = sorted(set(decoder) - set(DECODER_KEYS) - {"tied_embeddings"})
+    if missing or unknown:
+        raise TraceError(f"trace metadata: decoder needs {', '.join(DECODER_KEYS)}"
+                         + (f" (missing {missing})" if missing else f" (unknown {unknown})"))  # fmt: skip
+    for key in DECODER_KEYS:
+        value = decoder[key]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise TraceError(f"trace metadata: decoder.{key} must be a positive integer, got {value!r}")
+    if decoder["heads"] % decoder["kv_heads"]:
+        raise TraceError(
+            f"trace metadata: decoder.kv_heads {decoder['kv_heads']} does not divide heads {decoder['heads']}"
+        )
+
+
+def decoder_shape(config) -> dict | None:
+    """The decoder shape of a Hugging Face model config (None when it does not say)."""
+    heads = getattr(config, "num_attention_heads", None)
+    vocab = getattr(config, "vocab_size", None)
+    if not heads or not vocab:
+        return None
+    kv = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    tied = bool(getattr(config, "tie_word_embeddings", False))
+    return {"heads": int(heads), "kv_heads": int(kv), "head_dim": int(head_dim), "vocab": int(vocab),
+            "tied_embeddings": tied}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class TraceMeta:
     """What a trace was recorded from; stored in the group's attributes and echoed into every report."""
@@ -63,6 +98,9 @@ class TraceMeta:
     dtype: str = "bfloat16"
     k_per_layer: dict[int, int] | None = None
     predictor_rank: int | None = None
+    # The rest of the decoder (attention heads, KV heads, head_dim, vocab, tied embeddings): what the simulator
+    # needs to cost a whole decoder step. None on traces recorded before it was stored (→ FFN scope only).
+    decoder: dict | None = None
     source: str = "unknown"
     synthetic: bool = False
     extra: dict = field(default_factory=dict)
@@ -85,6 +123,8 @@ class TraceMeta:
             )
         if self.k > self.bank_size:
             raise TraceError(f"trace metadata: k {self.k} exceeds bank_size {self.bank_size}")
+        if self.decoder is not None:
+            check_decoder_shape(self.decoder, self.hidden)
 
     @property
     def mask_bytes_per_layer(self) -> int:

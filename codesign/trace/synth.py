@@ -37,6 +37,13 @@ PRESETS: dict[str, tuple[int, int, int]] = {
     "qwen2.5-7b": (3584, 18944, 28),
     "llama-3.1-8b": (4096, 14336, 32),
 }
+# The rest of each preset's decoder (from its Hugging Face config.json): what whole-model simulation needs.
+DECODERS: dict[str, dict] = {
+    "smollm2-135m": {"heads": 9, "kv_heads": 3, "head_dim": 64, "vocab": 49152, "tied_embeddings": True},
+    "qwen2.5-0.5b": {"heads": 14, "kv_heads": 2, "head_dim": 64, "vocab": 151936, "tied_embeddings": True},
+    "qwen2.5-7b": {"heads": 28, "kv_heads": 4, "head_dim": 128, "vocab": 152064, "tied_embeddings": False},
+    "llama-3.1-8b": {"heads": 32, "kv_heads": 8, "head_dim": 128, "vocab": 128256, "tied_embeddings": False},
+}
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,10 @@ class SynthSpec:
             raise TraceError(f"zipf exponent must be non-negative, got {self.zipf_s}")
 
     @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.hidden, self.intermediate, self.layers
+
+    @property
     def num_tokens(self) -> int:
         return self.sequences * (self.prefill_tokens + self.decode_tokens)
 
@@ -85,6 +96,7 @@ class SynthSpec:
             layers=self.layers,
             bank_size=self.bank_size,
             k=self.k,
+            decoder=DECODERS.get(self.model_name) if PRESETS.get(self.model_name) == self.shape else None,
             source=f"synthetic:{self.kind}",
             synthetic=True,
             extra={"synth": {k: getattr(self, k) for k in self.__dataclass_fields__}},

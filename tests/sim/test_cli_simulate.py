@@ -37,7 +37,7 @@ def test_default_trace_with_all_outputs(tmp_path, capsys):
     ]
     code, out, err = run_cli(capsys, *args)
     assert code == 0, err
-    assert "speedup" in out and "scope: FFN only" in out
+    assert "speedup" in out and "scope model: the whole decoder step" in out and "FFN only:" in out
     report = json.loads(json_path.read_text())
     # The embedded default is recorded from the trained SmolLM2 when shipped, else synthetic — and says which.
     synthetic = TraceReader(default_trace_path()).meta.synthetic
@@ -46,7 +46,8 @@ def test_default_trace_with_all_outputs(tmp_path, capsys):
                 "energy_per_token_pj", "bank_imbalance"):  # fmt: skip
         assert key in report["totals"]
     assert (report["label"] == "synthetic") == synthetic and report["trace"]["synthetic"] == synthetic
-    assert report["hwconfig"]["dram"]["model"] == "ideal" and report["scope"] == "ffn"
+    assert report["hwconfig"]["dram"]["model"] == "ideal" and report["scope"] == "model"
+    assert report["model"]["decoder"]["kv_heads"] == 3 and report["vs_dense"]["ffn_scope_speedup"] > 1
     assert "scope" in (csv_dir / "totals.csv").read_text().splitlines()[0]
     assert sorted(p.name for p in csv_dir.iterdir()) == ["per_bank.csv", "per_layer.csv", "totals.csv"]
     assert sorted(p.name for p in plot_dir.iterdir()) == [

@@ -1,6 +1,7 @@
 """Engine pieces: bank words, step grouping, the stage DAG, and the numba engine equal to its numpy twin."""
 
 import dataclasses
+import itertools
 
 import networkx as nx
 import numpy as np
@@ -26,7 +27,9 @@ from codesign.sim.pipeline import (
     R_COMPUTE,
     R_DRAM,
     R_SRAM,
-    R_TOPK,
+    R_VECTOR,
+    STAGE_BUF_WIDTH,
+    STAGES,
     build_pipeline,
     compile_pipeline,
     critical_owner,
@@ -118,12 +121,12 @@ def test_group_steps_numba_equals_numpy(W):
 
 def test_critical_path_matches_networkx_longest_path():
     rng = np.random.default_rng(0)
-    for double_buffer in (True, False):
-        for sparse in (True, False):
-            g = build_pipeline(double_buffer, sparse)
+    for double_buffer, sparse, model, resident in itertools.product((True, False), repeat=4):
+        if True:
+            g = build_pipeline(double_buffer, sparse, model, resident)
             pipe = compile_pipeline(g)
             for _ in range(40):
-                stage = rng.integers(0, 4, size=5).astype(np.int64) * 250  # ties between paths are common
+                stage = rng.integers(0, 4, size=len(STAGES)).astype(np.int64) * 250  # ties are common
                 weighted = nx.DiGraph()  # node weight on its incoming edges + a source
                 for n in g.nodes:
                     weighted.add_edge("src", n, w=int(stage[g.nodes[n]["kind"]]))
@@ -132,8 +135,13 @@ def test_critical_path_matches_networkx_longest_path():
                 expected = nx.dag_longest_path_length(weighted, weight="w")
                 assert critical_owner(stage, pipe.kinds, pipe.preds) == critical_owner_py(stage, pipe)
                 assert critical_owner(stage, pipe.kinds, pipe.preds)[0] == expected
-    chain = compile_pipeline(build_pipeline(False, True))
-    assert critical_owner(np.arange(1, 6, dtype=np.int64), chain.kinds, chain.preds) == (15, R_COMPUTE)
+    chain = compile_pipeline(
+        build_pipeline(False, True, model=False)
+    )  # prefetch, predictor, topk, fetch, sram, compute
+    stage = np.zeros(len(STAGES), dtype=np.int64)
+    for i, name in enumerate(("prefetch", "predictor", "topk", "fetch", "sram", "compute")):
+        stage[STAGES.index(name)] = i + 1
+    assert critical_owner(stage, chain.kinds, chain.preds) == (21, R_COMPUTE)
 
 
 @pytest.mark.parametrize(
@@ -142,13 +150,16 @@ def test_critical_path_matches_networkx_longest_path():
         ([3, 1, 34, 12, 6], R_DRAM),  # predictor, topk, fetch, sram, compute: DRAM streams longest
         ([3, 1, 10, 12, 6], R_SRAM),
         ([3, 1, 10, 12, 13], R_COMPUTE),  # compute 3 + 13 on the path
-        ([3, 40, 10, 12, 13], R_TOPK),
+        ([3, 40, 10, 12, 13], R_VECTOR),
         ([3, 1, 12, 12, 6], R_DRAM),  # a tie goes to DRAM, the first resource
     ],
 )
 def test_critical_path_owner_is_the_resource_on_the_path_with_most_cycles(stage, owner):
-    pipe = compile_pipeline(build_pipeline(True, True))
-    total, got = critical_owner(np.array(stage, dtype=np.int64), pipe.kinds, pipe.preds)
+    pipe = compile_pipeline(build_pipeline(True, True, model=False))
+    vec = np.zeros(len(STAGES), dtype=np.int64)
+    for name, cycles in zip(("predictor", "topk", "fetch", "sram", "compute"), stage, strict=True):
+        vec[STAGES.index(name)] = cycles
+    total, got = critical_owner(vec, pipe.kinds, pipe.preds)
     assert got == owner and total == stage[0] + stage[1] + max(stage[2:])
 
 
@@ -195,7 +206,7 @@ def test_result_does_not_depend_on_chunking(dram):
     [
         ({"macs_per_cycle": 1}, "compute"),  # a 1-MAC array: compute owns every layer-step
         ({"sram_line_interval_cycles": 5000}, "sram_port"),  # a line every 5 µs: the ports own it
-        ({"topk_cycles_per_bank": 100000}, "topk"),
+        ({"topk_cycles_per_bank": 100000}, "vector"),
         # wide ports, a big array, fast top-k: streaming the missed bundles from one HBM3 stack is what's left
         (
             {
@@ -216,7 +227,7 @@ def test_cycles_are_bound_by_the_resource_that_owns_the_critical_path(dram, over
     col = dict(zip(LAYER_COLUMNS, r.per_layer.T, strict=True))
     np.testing.assert_array_equal(col[f"{owner}_bound_cycles"], col["cycles"])
     # the owner is also the busiest resource, and no resource is busier than the whole run
-    busy = {name: col[f"{name}_busy_cycles"].sum() for name in ("dram", "sram_port", "compute", "topk")}
+    busy = {name: col[f"{name}_busy_cycles"].sum() for name in ("dram", "sram_port", "compute", "vector")}
     assert max(busy, key=busy.get) == owner and max(busy.values()) <= col["cycles"].sum()
 
 
@@ -277,9 +288,11 @@ def test_parallel_timing_kernel_equals_serial_through_its_in_order_prefix(model)
     miss[1, 1] = 0  # a layer-step with no request (no DRAM call)
     tok_ch = np.bitwise_count(need).sum(axis=-1, dtype=np.int64)  # (S, L, nb)
     step_tokens = np.ones(S, dtype=np.int64)
-    pipe = compile_pipeline(build_pipeline(True, False))
+    pipe = compile_pipeline(build_pipeline(True, False, model=False))
     args = (need, miss, tok_ch, step_tokens, p.kernel_params(), 1.0, dram_kernel_id(model), dram.params)
+    attn = (np.zeros(S, np.int64), np.zeros(S + 1, np.int64), *(np.zeros(0, np.int64),) * 3)  # FFN scope
     R = p.intermediate // 2 + 2
+    sched = lambda: np.zeros((S, L, STAGE_BUF_WIDTH), np.int64)  # noqa: E731
     out = []
     for parallel in (False, True):
         state = dram.new_state()
@@ -291,11 +304,11 @@ def test_parallel_timing_kernel_equals_serial_through_its_in_order_prefix(model)
                 np.zeros((L, R), np.int64),
                 np.zeros((L, p.num_sram_banks, 3), np.int64),
             )
-            time_layer_steps_par(*args, state, pipe.kinds, pipe.preds, *buffers, *acc)
+            time_layer_steps_par(*args, state, pipe.kinds, pipe.preds, *attn, *buffers[:2], sched(), np.zeros(2, np.int64),
+                                 buffers[2], *acc)  # fmt: skip
         else:
-            time_layer_steps(
-                *args, state, pipe.kinds, pipe.preds, np.zeros(R, np.int64), np.zeros(R, np.int64), *acc
-            )
+            time_layer_steps(*args, state, pipe.kinds, pipe.preds, *attn, np.zeros(R, np.int64),
+                             np.zeros(R, np.int64), sched(), np.zeros(2, np.int64), *acc)  # fmt: skip
         out.append((state[-1], *acc))
     assert out[0][0] == out[1][0] == S * L - 1  # the call counter
     for a, b in zip(out[0][1:], out[1][1:], strict=True):

@@ -20,22 +20,25 @@ Missed channels per layer-step: t0L0 {0,1,4,5}  t0L1 {2,3,6,7}  t1L0 {2}  t1L1 {
 t2L1 {0,1,5}: 18 misses, 6 hits.
 SRAM port cycles per bank = (2 reads + misses) · 3 lines: max over the two banks 12, 12, 9, 12, 12, 12
 (Σ max 69; Σ both banks 24 + 24 + 15 + 18 + 24 + 21 = 126).
-DRAM requests (runs of missed channels at layer·192 + c·24, plus the predictor's 48 B at 384 + layer·48),
+DRAM requests (runs of missed channels at layer·192 + c·24; the predictor's 48 B at 384 + layer·48 in a call
+of its own, before routing — prefetchable — so every layer-step makes two DRAM calls of 34 cycles each),
 32 B bursts touched: t0L0 [0,48) 2 + [96,144) 2 + pred 2 = 6; t0L1 [240,288) 2 + [336,384) 2 + pred [432,480)
 2 = 6; t1L0 [48,72) 2 + 2 = 4; t1L1 [288,312) 1 + [336,360) 2 + 2 = 5; t2L0 [24,48) 2 + [72,96) 1 +
 [144,192) 2 + 2 = 7; t2L1 [192,240) 2 + [312,336) 2 + 2 = 6 → 34 bursts = 1088 B in 18 requests.
 Compute per layer-step: FFN 3·4·4 = 48 MACs → 6 cycles; predictor 4·2 + 2·8 = 24 MACs → 3 cycles; top-k
 1·ceil(2/2) = 1 cycle.
-double buffer: T = 3 + 1 + max(34, S, 6) = 38 per layer-step → 228 cycles. The critical path is predictor
-(compute, 3) → topk (1) → fetch (DRAM, 34): DRAM owns every layer-step, so all 228 cycles are DRAM-bound.
-Busy: DRAM 6·34 = 204, SRAM ports Σ max 69, compute 6·(3 + 6) = 54, top-k 6.
-serial: T = 3 + 1 + 34 + S + 6 = 56,56,53,56,56,56 → 333; on the path DRAM 34 > S ≤ 12 > compute 9: all
-333 DRAM-bound.
+double buffer: T = prefetch + 3 + 1 + max(34, S, 6). The first layer-step prefetches in full: 34 + 38 = 72,
+and leaves DRAM idle for 72 − 34 − 34 = 4 cycles (predictor and top-k), which the next layer-step's prefetch
+uses: 30 + 38 = 68, again 4 idle, ... → 72 + 5·68 = 412 cycles. The critical path is prefetch (DRAM) →
+predictor (compute, 3) → topk (1) → fetch (DRAM, 34): DRAM owns every layer-step, so all 412 are DRAM-bound.
+Busy: DRAM 12·34 = 408, SRAM ports Σ max 69, compute 6·(3 + 6) = 54, vector lanes (top-k) 6.
+serial: T = 34 + 3 + 1 + 34 + S + 6 = 90,90,87,90,90,90 → 537; on the path DRAM 68 > S ≤ 12 > compute 9: all
+537 DRAM-bound.
 stripe placement (the default; the case above is `modulo`): a layer-step's (2 reads + misses)·3 lines dealt
 over both banks: 24, 24, 15, 18, 24, 21 lines → busiest bank 12, 12, 8, 9, 12, 11 = 64 port cycles.
 Energy (read 1 pJ/line, write 2 pJ/line, DRAM 0.5 pJ/bit, MAC 0.25 pJ, 1 mW leakage per bank):
 72 read lines → 72; 54 fill lines → 108; 1088 B · 8 · 0.5 → 4352; (288 + 144) MACs → 108;
-2 mW · 228 ns → 456 pJ; total 5096 pJ (double buffer).
+2 mW · 412 ns → 824 pJ; total 5464 pJ (double buffer).
 """
 
 import numpy as np
@@ -87,9 +90,20 @@ def run(double_buffer: bool, twin: bool = False, placement: str = "modulo", **en
 def test_golden_double_buffered(twin):
     s = run(double_buffer=True, twin=twin)
     t = s["totals"]
-    assert (t["cycles"], t["tokens"], t["steps"]) == (228, 3, 3)
-    assert s["bound_by"] == {"dram_cycles": 228, "sram_port_cycles": 0, "compute_cycles": 0, "topk_cycles": 0}
-    assert s["busy"] == {"dram_cycles": 204, "sram_port_cycles": 69, "compute_cycles": 54, "topk_cycles": 6}
+    assert (t["cycles"], t["tokens"], t["steps"]) == (412, 3, 3)
+    assert s["bound_by"] == {
+        "dram_cycles": 412,
+        "sram_port_cycles": 0,
+        "compute_cycles": 0,
+        "vector_cycles": 0,
+    }
+    assert s["busy"] == {"dram_cycles": 408, "sram_port_cycles": 69, "compute_cycles": 54, "vector_cycles": 6}
+    assert s["dram_split"] == {
+        "prefetch_cycles": 6 * 34,
+        "prefetch_hidden_cycles": 5 * 4,
+        "ffn_fetch_cycles": 6 * 34,
+    }
+    assert s["predictor"]["dram_cycles"] == 6 * 34 and s["ffn_scope"]["cycles"] == 412
     assert (t["dram_read_bytes"], t["dram_requests"], t["dram_ffn_bytes"], t["dram_predictor_bytes"]) == (
         1088,
         18,
@@ -99,26 +113,37 @@ def test_golden_double_buffered(twin):
     assert (t["union_channels"], t["miss_channels"]) == (24, 18)
     assert (t["sram_read_bytes"], t["sram_write_bytes"]) == (72 * 8, 54 * 8)
     assert (t["ffn_macs"], t["predictor_macs"]) == (288, 144)
-    assert s["compute_split"] == {"predictor_cycles": 18, "ffn_cycles": 36}
-    assert s["utilisation"]["dram"] == pytest.approx(204 / 228, rel=1e-12)
+    assert s["compute_split"] == {
+        "attention_cycles": 0,
+        "predictor_cycles": 18,
+        "ffn_cycles": 36,
+        "head_cycles": 0,
+    }
+    assert s["utilisation"]["dram"] == pytest.approx(408 / 412, rel=1e-12)
     assert t["sram_read_energy_pj"] == 72.0 and t["sram_write_energy_pj"] == 108.0
     assert t["dram_energy_pj"] == 4352.0 and t["mac_energy_pj"] == 108.0
-    assert t["leakage_energy_pj"] == pytest.approx(456.0, rel=1e-12)
-    assert t["energy_pj"] == pytest.approx(5096.0, rel=1e-12)
+    assert t["leakage_energy_pj"] == pytest.approx(824.0, rel=1e-12)
+    assert t["energy_pj"] == pytest.approx(5464.0, rel=1e-12)
     assert t["bank_imbalance"] == pytest.approx(69 / 63 - 1, rel=1e-12)
 
 
 def test_golden_serial():
     s = run(double_buffer=False)
-    assert s["totals"]["cycles"] == 333
-    assert s["bound_by"] == {"dram_cycles": 333, "sram_port_cycles": 0, "compute_cycles": 0, "topk_cycles": 0}
+    assert s["totals"]["cycles"] == 537
+    assert s["bound_by"] == {
+        "dram_cycles": 537,
+        "sram_port_cycles": 0,
+        "compute_cycles": 0,
+        "vector_cycles": 0,
+    }
+    assert s["dram_split"]["prefetch_hidden_cycles"] == 0  # nothing overlaps without double buffering
 
 
 @pytest.mark.parametrize("twin", [False, True])
 def test_golden_striped(twin):
     s = run(double_buffer=True, twin=twin, placement="stripe")
     t = s["totals"]
-    assert s["busy"]["sram_port_cycles"] == 64 and t["cycles"] == 228  # SRAM is off the critical path
+    assert s["busy"]["sram_port_cycles"] == 64 and t["cycles"] == 412  # SRAM is off the critical path
     assert t["bank_imbalance"] == pytest.approx(64 / 63 - 1, rel=1e-12)
 
 
@@ -128,16 +153,16 @@ def test_golden_topk_and_vector_energy():
     s = run(True, topk_energy_pj_per_compare=0.5, vector_energy_pj_per_op=0.25, dram_activation_energy_pj=9.0)
     t = s["totals"]
     assert (t["topk_energy_pj"], t["vector_energy_pj"], t["dram_activation_energy_pj"]) == (6.0, 6.0, 0.0)
-    assert t["energy_pj"] == pytest.approx(5096.0 + 12.0, rel=1e-12)
+    assert t["energy_pj"] == pytest.approx(5464.0 + 12.0, rel=1e-12)
 
 
 @pytest.mark.parametrize("twin", [False, True])
 def test_golden_fill_bypass(twin):
     """Misses stream to the lanes: SRAM reads are the 6 hits (24 needed − 18 missed) → 18 lines; LRU keeps
     every miss → 54 fill lines. Per layer-step and bank (hits + fills) = 2 channels · 3 lines = 6 port cycles →
-    36 busy. Energy 5096 − (72 − 18) = 5042 pJ; cycles unchanged (DRAM-bound)."""
+    36 busy. Energy 5464 − (72 − 18) = 5410 pJ; cycles unchanged (DRAM-bound)."""
     s = run(True, twin=twin, fill_bypass=True)
     t = s["totals"]
     assert (t["sram_read_bytes"], t["sram_write_bytes"]) == (18 * 8, 54 * 8)
-    assert s["busy"]["sram_port_cycles"] == 36 and t["cycles"] == 228
-    assert t["energy_pj"] == pytest.approx(5042.0, rel=1e-12)
+    assert s["busy"]["sram_port_cycles"] == 36 and t["cycles"] == 412
+    assert t["energy_pj"] == pytest.approx(5410.0, rel=1e-12)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 from pydantic import PositiveInt, PrivateAttr
 
@@ -55,6 +56,9 @@ class HwConfig(_Section):
     dram: DramConfig
     predictor: PredictorConfig = PredictorConfig()
     batch: PositiveInt = 1  # concurrent decode tokens per step
+    # model: the whole decoder step (attention, KV cache, LM head; needs the trace's decoder shape);
+    # ffn: the FFN part of every layer only (predictor, top-k, FFN)
+    scope: Literal["model", "ffn"] = "model"
 
     _source: str = PrivateAttr(default="<hwconfig>")
     _raw: dict = PrivateAttr(default_factory=dict)

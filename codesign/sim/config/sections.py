@@ -191,3 +191,6 @@ def _bank_costs(macro: sram_costs.SramMacro, macros: int) -> dict[str, float]:
 
 class PredictorConfig(_Section):
     rank: PositiveInt = 128  # used when a trace's metadata carries no predictor rank
+    # true: every layer's predictor weights live in SRAM (capacity reserved on every bank, read through the
+    # ports); false: streamed from DRAM each layer-step, prefetched before routing is known
+    resident: bool = False
