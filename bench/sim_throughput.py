@@ -62,7 +62,7 @@ def pool_words(rng) -> np.ndarray:
     return np.bitwise_or.reduce(np.left_shift(np.uint64(1), picks.astype(np.uint64)), axis=1)
 
 
-def blocks_factory(tokens: int, chunk: int, seed: int = 0):
+def blocks_factory(tokens: int, chunk: int, seed: int = 0, positions: bool = False):
     """A callable returning a fresh iterator of engine Blocks (same masks every time for a seed).
 
     The time spent generating masks is added to `blocks.generation_s` (subtracted from the engine's time).
@@ -76,7 +76,10 @@ def blocks_factory(tokens: int, chunk: int, seed: int = 0):
         for start in range(0, tokens, chunk):
             n = min(chunk, tokens - start)
             words = pool[rng.integers(0, POOL, size=(n, LAYERS, INTER // B))][..., None]  # (n, L, nb, 1)
-            block = Block(words, np.ones(n, dtype=bool), np.zeros(n, dtype=np.int32))
+            keys = (np.ones(n, dtype=bool), np.zeros(n, dtype=np.int32))
+            # one sequence decoding: positions 0, 1, 2, ... (whole-model scope reads its KV cache)
+            pos = (np.arange(start, start + n, dtype=np.int32),) if positions else ()
+            block = Block(words, *keys, *pos)
             blocks.generation_s += time.perf_counter() - t0
             yield block
             t0 = time.perf_counter()
@@ -85,8 +88,11 @@ def blocks_factory(tokens: int, chunk: int, seed: int = 0):
     return blocks
 
 
-def measure(impl: str, dram_model: str, tokens: int, chunk: int, repeats: int = 1) -> dict:
-    """One measurement in this process: seconds for `tokens` tokens, minus mask generation (best of `repeats`)."""
+def measure(
+    impl: str, dram_model: str, tokens: int, chunk: int, repeats: int = 1, scope: str = "ffn"
+) -> dict:
+    """One measurement in this process: seconds for `tokens` tokens, minus mask generation (best of `repeats`).
+    scope "model": the whole decoder step of Qwen2.5-7B (attention, KV cache, LM head) on top of the FFN."""
     from codesign.sim.config import load_hwconfig
     from codesign.sim.dram import build_dram
     from codesign.sim.engine import simulate_variant
@@ -96,12 +102,21 @@ def measure(impl: str, dram_model: str, tokens: int, chunk: int, repeats: int = 
     cfg = load_hwconfig(
         Path(__file__).resolve().parents[1] / "hwconfigs/bank64.yaml", [f"dram.model={dram_model}"]
     )
-    p = params_from_config(cfg, HIDDEN, INTER, LAYERS, 128)
+    if scope == "model":  # (older checkouts have no decoder argument: only passed when asked for)
+        from codesign.trace.synth import DECODERS
+
+        p = params_from_config(cfg, HIDDEN, INTER, LAYERS, 128, DECODERS["qwen2.5-7b"])
+    else:
+        p = params_from_config(cfg.with_overrides(["scope=ffn"]) if hasattr(cfg, "scope") else cfg,
+                               HIDDEN, INTER, LAYERS, 128)  # fmt: skip
     run = simulate_variant if impl == "numba" else simulate_variant_ref
-    run("warmup", p, blocks_factory(2, 2, seed=1), build_dram(cfg.dram), 1)  # compile / load the cache
+    model = scope == "model"
+    run(
+        "warmup", p, blocks_factory(2, 2, seed=1, positions=model), build_dram(cfg.dram), 1
+    )  # compile / cache
     times = []
     for _ in range(repeats):
-        blocks = blocks_factory(tokens, chunk)
+        blocks = blocks_factory(tokens, chunk, positions=model)
         t0 = time.perf_counter()
         result = run(impl, p, blocks, build_dram(cfg.dram), 1)
         times.append((time.perf_counter() - t0 - blocks.generation_s, blocks.generation_s))
@@ -110,6 +125,7 @@ def measure(impl: str, dram_model: str, tokens: int, chunk: int, repeats: int = 
     bank_steps = tokens * LAYERS * (INTER // B)
     return {
         "impl": impl,
+        "scope": scope,
         "dram_model": dram_model,
         "tokens": tokens,
         "chunk_tokens": chunk,
@@ -198,10 +214,21 @@ def profile_stages(tokens: int, repeats: int = 3) -> dict:
 
 
 def in_subprocess(
-    impl: str, dram_model: str, tokens: int, chunk: int, repeats: int = 1, src: Path | None = None
-) -> dict:
+    impl: str, dram_model: str, tokens: int, chunk: int, repeats: int = 1, src: Path | None = None,
+    scope: str = "ffn",
+) -> dict:  # fmt: skip
     """One measurement in a fresh process; `src`: import codesign from that checkout instead."""
-    cmd = [sys.executable, __file__, "--measure", impl, dram_model, str(tokens), str(chunk), str(repeats)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--measure",
+        impl,
+        dram_model,
+        str(tokens),
+        str(chunk),
+        str(repeats),
+        scope,
+    ]
     env = None
     if src is not None:
         env = {**os.environ, "PYTHONPATH": str(src.resolve())}
@@ -210,6 +237,37 @@ def in_subprocess(
     if src is not None:
         result["codesign_src"] = str(src)
     return result
+
+
+def compare_versions(args) -> None:
+    """Engine seconds of this checkout vs another (`--compare-src`, e.g. a worktree of the commit before a
+    change), same tokens, same process layout, each best of 3: FFN scope (the old model's scope) and, for this
+    checkout, the whole decoder step. Simulated cycles differ when the model changed; the ratio is speed."""
+    rows = {}
+    for dram in ("ideal", "bank_stream"):
+        base = in_subprocess("numba", dram, args.compare_tokens, args.chunk, 3, src=args.compare_src)
+        ffn = in_subprocess("numba", dram, args.compare_tokens, args.chunk, 3)
+        model = in_subprocess("numba", dram, args.compare_tokens, args.chunk, 3, scope="model")
+        rows[dram] = {
+            "tokens": args.compare_tokens,
+            "baseline_seconds": base["seconds"],
+            "ffn_scope_seconds": ffn["seconds"],
+            "model_scope_seconds": model["seconds"],
+            "ffn_scope_slowdown": ffn["seconds"] / base["seconds"],
+            "model_scope_slowdown": model["seconds"] / base["seconds"],
+            "baseline_cycles": base["cycles"],
+            "ffn_scope_cycles": ffn["cycles"],
+            "model_scope_cycles": model["cycles"],
+        }
+        print(dram, json.dumps(rows[dram]), flush=True)
+    old = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "sim_throughput"}
+    old["version_compare"] = {
+        "baseline_src": str(args.compare_src),
+        "rows": rows,
+        "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()},
+        "note": "engine only (simulate_variant), Qwen2.5-7B FFN shapes, batch 1, uniform 16/64; best of 3 each",
+    }
+    write_result(args.out, old)
 
 
 def extrapolate(m: dict, tokens: int = FULL_TOKENS) -> dict:
@@ -293,7 +351,10 @@ def cli_bench(sizes: list[int], baseline_tokens: int, src: Path | None, workdir:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--measure", nargs=5, metavar=("IMPL", "DRAM", "TOKENS", "CHUNK", "REPEATS"), help=argparse.SUPPRESS
+        "--measure",
+        nargs=6,
+        metavar=("IMPL", "DRAM", "TOKENS", "CHUNK", "REPEATS", "SCOPE"),
+        help=argparse.SUPPRESS,
     )
     ap.add_argument("--timing-tokens", type=int, default=64, help="tokens for numba + bank_timing DRAM")
     ap.add_argument("--stream-tokens", type=int, default=1024, help="tokens for numba + bank_stream DRAM")
@@ -314,6 +375,10 @@ def main() -> None:
         help="checkout whose codesign package to measure too, full size (with --full-ideal / --full-stream)",
     )
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument(
+        "--compare-src", type=Path, help="only compare engine speed with this checkout's codesign"
+    )
+    ap.add_argument("--compare-tokens", type=int, default=512)
     ap.add_argument("--cli", action="store_true", help="measure only the command users run (updates 'cli')")
     ap.add_argument("--cli-tokens", type=int, nargs="+", default=[256, 1024], help="trace sizes for --cli")
     ap.add_argument("--cli-baseline-tokens", type=int, default=128, help="trace size for --baseline-src")
@@ -335,8 +400,11 @@ def main() -> None:
         print(json.dumps(profile_stages(args.profile_tokens), indent=2))
         return
     if args.measure:
-        impl, dram, tokens, chunk, repeats = args.measure
-        print(json.dumps(measure(impl, dram, int(tokens), int(chunk), int(repeats))))
+        impl, dram, tokens, chunk, repeats, scope = args.measure
+        print(json.dumps(measure(impl, dram, int(tokens), int(chunk), int(repeats), scope)))
+        return
+    if args.compare_src is not None:
+        compare_versions(args)
         return
 
     cmd = [sys.executable, __file__, "--profile-only", "--profile-tokens", str(args.profile_tokens)]

@@ -1,31 +1,42 @@
-"""The stage pipeline of one layer-step, as a DAG, and the numba kernel that times layer-steps through it.
+"""The stage pipeline of one layer-step, as a DAG, and the numba kernels that cost and time layer-steps.
 
-A layer-step is one layer of one step (b concurrent decode tokens, or a prefill chunk). Its stages:
+A layer-step is one layer of one step (b concurrent decode tokens, or a prefill chunk). Its stages
+(scope `model`; at scope `ffn` the attention, vector and head stages are left out):
 
-    predictor ─▶ topk ─▶ fetch ─▶ sram ─▶ compute        (double_buffer: false — each waits for the last)
-    predictor ─▶ topk ─▶ {fetch, sram, compute}          (double_buffer: true — streamed tile by tile)
+    prefetch ─▶ attention ─▶ vector ─▶ predictor (─ pred_sram) ─▶ topk ─▶ {fetch, sram, compute} ─▶ head
+                                                              (double_buffer: false — fetch ─▶ sram ─▶ compute)
 
+prefetch:  DRAM traffic known before the layer's routing: the predictor weights (own call, unless
+           predictor.resident), QKV/O weights, the KV cache rows each sequence has (read) and appends
+           (written), embedding rows (layer 0) and the LM head (last layer);
+attention: QKV/O projection MACs and q·k, p·v over every attended row, on the compute array;
+vector:    norms, residual adds, RoPE and softmax, one op per lane per cycle (a lane per SRAM bank);
 predictor: the low-rank GEMV/GEMM (hidden·rank + rank·I MACs per token) on the compute array;
-topk:      bank top-k selection, `topk_cycles_per_bank` per (token, model bank), SRAM-bank lanes in parallel;
-fetch:     DRAM service time of the step's misses (bundles) and the predictor weights (streamed each step);
+pred_sram: predictor.resident — its weights read through the SRAM ports (striped over every bank);
+topk:      bank top-k selection, `topk_cycles_per_bank` per (token, model bank), on the vector lanes;
+fetch:     DRAM service time of the step's FFN misses (bundles), after top-k (they depend on routing);
 sram:      port cycles of the busiest SRAM bank (reads + fill writes, one line per port per
            `sram_line_interval_cycles`). With `sram.fill_bypass` (default) missed bundles stream from DRAM
            straight to the lanes: only hits are read from SRAM, and a miss is written only when the residency
            policy keeps it (lru, lfu; never for none or pinned_hot). Without it every miss is written, then
            read back through the same ports. (per_token_gather reads every token's channels from SRAM.)
-compute:   FFN MACs on `macs_per_cycle`.
-The fetch of a layer depends on its top-k (which channels to fetch), so double buffering overlaps fetch, SRAM
-reads and compute of the same layer-step as a stream of tiles: the DAG then has them as parallel branches
-and the layer-step takes the longest. A dense model (k = B) has no predictor and no top-k: those nodes are
-left out. The DAG is built with networkx from the config and compiled to arrays (topological order +
+compute:   FFN MACs on `macs_per_cycle`;
+head:      LM head MACs (last layer).
+double_buffer streams fetch, SRAM reads and compute of the same layer-step as tiles (parallel branches; the
+layer-step takes the longest) and, across layer-steps, hides the prefetch stage in the DRAM time the previous
+layer-step left idle (schedule_layer_steps). A dense model (k = B) has no predictor and no top-k: those nodes
+are left out. The DAG is built with networkx from the config and compiled to arrays (topological order +
 predecessor lists) that the kernel evaluates for every layer-step: the layer-step time is its critical path.
 
-Bottleneck accounting. Each stage runs on one resource: predictor and compute on the compute array,
-topk on the top-k units, fetch on DRAM, sram on the SRAM ports. Per resource the report gives its busy
-cycles (the sum of its stages' cycles; for the SRAM ports, the busiest bank's) and its utilisation (busy /
-total cycles). Per layer-step, the critical path is traced back through the DAG and the resource with the
-most cycles on it *owns* the layer-step: all of the layer-step's cycles count as bound by that resource
-(ties: dram, sram_port, compute, topk). Unlike a split that peels stages off in a fixed order, this does
+Two passes per block of steps: `_layer_step` costs each layer-step (DRAM calls, SRAM ports, MACs → stage
+cycles in stage_buf; layers in parallel when the DRAM model allows), then `schedule_layer_steps` walks the
+layer-steps in order and turns stage cycles into time (the prefetch overlap carries from one to the next).
+
+Bottleneck accounting. Each stage runs on one resource (STAGE_RESOURCE). Per resource the report gives its
+busy cycles (the sum of its stages' cycles; for the SRAM ports, the busiest bank's) and its utilisation
+(busy / total cycles). Per layer-step, the critical path is traced back through the DAG and the resource with
+the most cycles on it *owns* the layer-step: all of the layer-step's cycles count as bound by that resource
+(ties: dram, sram_port, compute, vector). Unlike a split that peels stages off in a fixed order, this does
 not depend on an order, and a resource that is not on the critical path is never blamed.
 
 SRAM placement (`sram.placement`): `modulo` maps model bank j of every layer to SRAM bank j mod N (a model

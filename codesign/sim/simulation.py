@@ -259,7 +259,10 @@ def simulate(cfg, trace_path, *, batch: int | None = None, progress: Callable[[i
     concurrency = check_batch(reader, batch)
     dense_p = p.with_k(p.bank_size)
     trace_ks = set((meta.k_per_layer or {}).values()) | {meta.k}
-    same_banks = meta.bank_size == p.bank_size and trace_ks == {p.k}
+    # a per-layer-k trace (eval/layer_k.py) replays its masks as recorded when its nominal k is the config's:
+    # each layer's union, misses and MACs come from its own masks, so per-layer k is costed as recorded
+    per_layer_k = bool(meta.k_per_layer) and meta.k == p.k
+    same_banks = meta.bank_size == p.bank_size and (trace_ks == {p.k} or per_layer_k)
     spec = None  # a synthetic trace can be regenerated at any (B, k) from its spec and seed
     if meta.synthetic and "synth" in meta.extra:
         from codesign.trace.synth import SynthSpec
@@ -370,7 +373,8 @@ def simulate(cfg, trace_path, *, batch: int | None = None, progress: Callable[[i
         hwconfig=hw, model_fit=cfg.check_model(meta.hidden, meta.intermediate, meta.layers).as_dict(),
         union_density=union_density_vs_batch([first], p.intermediate),
         peak_dram_bandwidth_bytes_per_s=cfg.peak_dram_bandwidth_bytes_per_s,
-        notes=NOTES + [scope_note],
+        notes=NOTES + ([f"per-layer k as recorded in the trace (layer: k): {meta.k_per_layer}; other layers "
+                        f"k = {meta.k}"] if per_layer_k and mode == "masks" else []) + [scope_note],
         scope=p.scope,
     )  # fmt: skip
 
