@@ -7,6 +7,11 @@ and, when the run also trained the FFN, a low-rank delta per FFN weight: `W = W_
 base file), the sparsity config that rebuilds the architecture, the delta rank and the provenance of the run.
 `apply_adapter(base, path)` upcycles a freshly loaded dense base model, adds the deltas and loads the
 predictors; `load_adapted(path)` does both from the path alone.
+
+Quantised adapters (`quantization: int8` in the header, `codesign adapter export --int8`): every matrix is
+stored as int8 with one fp16 scale per row (`<name>.q_scale`, symmetric, round to nearest) — half the bytes of
+fp16; `read_adapter` dequantises, so applying one is the same code path. Its perplexity is that of the
+dequantised weights (measured as shipped: bench/ship_adapter.py), not that of the run.
 """
 
 from __future__ import annotations
@@ -25,6 +30,26 @@ HEADER_KEY = "codesign_adapter"
 ADAPTER_TRAINABLE = ("predictor", "predictor+norms")  # stages whose result ships as an adapter as is
 DELTA_TRAINABLE = ("predictor+ffn", "ffn")  # ... and those whose FFN change ships as a low-rank delta
 DELTA_A, DELTA_B = ".delta_a", ".delta_b"
+Q_SCALE = ".q_scale"
+QUANTIZATIONS = ("int8",)
+
+
+def quantize_int8(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 values, fp16 per-row scales) of a 2-D tensor: symmetric, round to nearest, |q| ≤ 127."""
+    x = t.detach().float()
+    scale = (x.abs().amax(dim=1, keepdim=True) / 127.0).clamp_min(1e-12).half()
+    q = torch.round(x / scale.float()).clamp_(-127, 127).to(torch.int8)
+    return q.contiguous(), scale.contiguous()
+
+
+def _dequantize(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, t in tensors.items():
+        if name.endswith(Q_SCALE):
+            continue
+        scale = tensors.get(name + Q_SCALE)
+        out[name] = t.float() * scale.float() if scale is not None else t
+    return out
 
 
 def save_adapter(
@@ -38,9 +63,11 @@ def save_adapter(
     force: bool = False,
     deltas: dict[str, torch.Tensor] | None = None,
     delta_rank: int | None = None,
+    quantization: str | None = None,
 ) -> Path:
     """Write the tensors `names` of sparse `model` (plus low-rank FFN `deltas`, already factored) to `path`
-    (atomic), with base + sparsity + delta rank in the header."""
+    (atomic), with base + sparsity + delta rank in the header; `quantization="int8"` stores matrices as int8
+    with per-row scales."""
     from safetensors.torch import save_file
 
     from codesign.sparse.upcycle import current_config
@@ -52,14 +79,22 @@ def save_adapter(
     missing = [n for n in names if n not in state]
     if missing:
         raise ModelError(f"adapter: model has no tensor {missing[0]!r}")
+    if quantization is not None and quantization not in QUANTIZATIONS:
+        raise ModelError(
+            f"adapter: unknown quantization {quantization!r} (choose {', '.join(QUANTIZATIONS)})"
+        )
     tensors = {n: state[n].detach().to(dtype).contiguous() for n in names}
     tensors.update({n: t.detach().to(dtype).contiguous() for n, t in (deltas or {}).items()})
+    if quantization == "int8":
+        for name in [n for n, t in tensors.items() if t.dim() == 2]:
+            tensors[name], tensors[name + Q_SCALE] = quantize_int8(tensors[name])
     header = {
         "base": base,
         "base_fingerprint": base_fingerprint(base),
         "sparsity": current_config(model).to_dict(),
         "dtype": str(dtype).removeprefix("torch."),
         "ffn_delta_rank": delta_rank,
+        "quantization": quantization,
         "provenance": provenance,
     }
     with atomic_path(path) as tmp:
@@ -82,7 +117,15 @@ def read_adapter(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]
         raise ModelError(f"adapter {path} is unreadable ({exc.__class__.__name__})") from None
     if HEADER_KEY not in meta:
         raise ModelError(f"{path} is a safetensors file but not a codesign adapter (no {HEADER_KEY} header)")
-    return json.loads(meta[HEADER_KEY]), tensors
+    header = json.loads(meta[HEADER_KEY])
+    quantization = header.get("quantization")
+    if quantization is not None:
+        if quantization not in QUANTIZATIONS:
+            raise ModelError(
+                f"adapter {path}: unknown quantization {quantization!r} (written by a newer codesign?)"
+            )
+        tensors = _dequantize(tensors)
+    return header, tensors
 
 
 def apply_adapter(base: nn.Module, path: str | os.PathLike) -> nn.Module:
@@ -197,6 +240,7 @@ def export_adapter(
     *,
     force: bool = False,
     delta_rank: int | None = None,
+    quantization: str | None = None,
 ) -> Path:
     """Adapter from a training run's checkpoint (also a run stopped before its last step): the predictors,
     and for a run that trained the FFN, its rank-`delta_rank` delta against the base checkpoint."""
@@ -249,6 +293,7 @@ def export_adapter(
         force=force,
         deltas=deltas,
         delta_rank=delta_rank if needs_delta else None,
+        quantization=quantization,
     )
 
 

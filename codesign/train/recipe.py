@@ -96,7 +96,7 @@ class Stage(_Strict):
             raise ValueError("aux_weight > 0 needs sparse: true (the routing loss belongs to the predictor)")
         if self.lm_weight == 0 and self.kl_weight == 0 and self.aux_weight == 0:
             raise ValueError("every loss weight is 0: nothing to train")
-        if self.predictor_lr is not None and not self.trainable.startswith("predictor"):
+        if self.predictor_lr is not None and not (self.trainable == "all" or self.trainable.startswith("predictor")):
             raise ValueError(f"predictor_lr is set but trainable={self.trainable!r} trains no predictor")
         if self.warmup_steps > self.steps:
             raise ValueError(f"warmup_steps={self.warmup_steps} exceeds steps={self.steps}")

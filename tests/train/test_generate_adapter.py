@@ -150,6 +150,18 @@ def test_ffn_run_ships_predictors_plus_a_low_rank_delta(tiny_recipe_dict, tmp_pa
             assert delta.abs().max() > 0, name  # the FFN really trained
             # fp16 factors: error a small fraction of the delta itself, not of the weight
             assert (adapted[name] - value).abs().max() <= 2e-3 * delta.abs().max() + 1e-6, name
+    # int8: every stored matrix within half a quantisation step of its fp16 value (per row), about half the
+    # bytes, and the adapter applies through the same path
+    q_path = export_adapter(tmp_path / "run", tmp_path / "q.safetensors", delta_rank=full, quantization="int8")
+    q_header, q_tensors = read_adapter(q_path)
+    assert q_header["quantization"] == "int8" and set(q_tensors) == set(tensors)
+    for name, value in tensors.items():
+        if value.dim() == 2:
+            step = value.float().abs().amax(dim=1, keepdim=True) / 127
+            assert ((q_tensors[name] - value.float()).abs() <= step / 2 + 1e-3 * step + 1e-8).all(), name
+            assert (q_tensors[name] != value.float()).any(), name  # really quantised
+    assert q_path.stat().st_size < 0.7 * path.stat().st_size
+    apply_adapter(build_tiny(r.model.tiny, r.seed), q_path)
     # Truncation error falls with rank (the factorisation is an SVD): rank 1 < rank 4 < full.
     errs = [
         max(low_rank_deltas(t.model, build_tiny(r.model.tiny, r.seed), k)[1].values()) for k in (1, 4, full)
