@@ -421,7 +421,8 @@ class VariantRun:
         self.name, self.dram, self.batch = name, dram, batch
         self.prefill_chunk_tokens, self.max_steps = prefill_chunk_tokens, max_steps
         L, nb, W, ns = p.layers, p.num_model_banks, p.words_per_bank, p.num_sram_banks
-        self.residency = Residency(p.residency, ns, p.capacity_bundles, p.bank_size, L * nb * W * 64, pinned)
+        self.residency = Residency(p.residency, ns, p.capacity_bundles, p.bank_size, L * nb * W * 64, pinned,
+                                   placement=p.placement)  # fmt: skip
         self.pipe = compile_pipeline(
             build_pipeline(p.double_buffer, p.sparse, p.model_scope, p.predictor_resident and p.sparse)
         )
@@ -501,7 +502,9 @@ def profile_pinned(params: SimParams, blocks: Iterable[Block]) -> np.ndarray:
     """The pinned_hot set: each SRAM bank's most used channels over `blocks` (the profiling part)."""
     p = params
     freq = channel_frequency(blocks, p.layers, p.intermediate, p.bank_size)
-    return choose_pinned(freq, p.num_sram_banks, p.capacity_bundles, p.bank_size, p.words_per_bank)
+    return choose_pinned(
+        freq, p.num_sram_banks, p.capacity_bundles, p.bank_size, p.words_per_bank, p.placement
+    )
 
 
 def simulate_variant(

@@ -71,8 +71,8 @@ def simulate_variant_ref(
     pinned = None
     if p.residency == "pinned_hot":
         freq = channel_frequency(blocks(), L, p.intermediate, B)
-        pinned = choose_pinned(freq, ns, p.capacity_bundles, B, p.words_per_bank)
-    residency = ResidencyPy(p.residency, ns, p.capacity_bundles, B, pinned)
+        pinned = choose_pinned(freq, ns, p.capacity_bundles, B, p.words_per_bank, p.placement)
+    residency = ResidencyPy(p.residency, ns, p.capacity_bundles, B, pinned, p.placement)
     pipe = compile_pipeline(build_pipeline(p.double_buffer, p.sparse, model=False))
     state = dram.new_state()
     union_exec = p.execution == "batch_union"

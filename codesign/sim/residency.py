@@ -5,19 +5,27 @@ Contract of a residency policy: given the channels each (step, layer, model bank
 *not* resident, `miss` (same shape), and update the on-chip state. Misses are fetched from DRAM (and
 written into the bank); hits are read from the bank without DRAM traffic.
 
-Mapping: model bank j of every layer lives in SRAM bank j mod num_sram_banks, so SRAM bank s serves the
-model banks s, s + N, s + 2N, ... of every layer, and holds at most `capacity` bundles
-(bank_size_bytes // bundle_bytes). Each SRAM bank sees its accesses in a fixed order: step, then layer, then
-model bank (ascending), then channel (ascending). SRAM banks are independent, so the stateful kernels run in
-parallel across them (numba prange); their state is disjoint by key.
+Mapping: the SRAM is N = num_sram_banks residency partitions of `capacity` bundles each
+(bank_size_bytes // bundle_bytes). Model bank j of layer l belongs to partition
+  stripe  (l·nb + j) mod N — (layer, model bank) round-robin: every bundle is striped over all banks, so
+          the whole SRAM is one pool, cut into N equal partitions that all hold data (a layer with fewer
+          model banks than N still fills every partition across layers);
+  modulo  j mod N — model bank j of every layer lives whole in SRAM bank j mod N (nb < N leaves N − nb
+          banks empty).
+Partitions are about capacity only; which banks' ports serve the lines is the pipeline's business.
+Each partition sees its accesses in a fixed order: step, then layer, then model bank (ascending), then
+channel (ascending). Partitions are independent, so the stateful kernels run in parallel across them (numba
+prange); their state is disjoint by key.
 
 A channel's key is its global index l·I + j·B + c. Policies, chosen by name from POLICIES:
   none        nothing stays on chip: every needed channel is fetched every step;
   lru         least recently used, exact per access;
-  lfu         least frequently used (counts persist across evictions), ties to the least recently used;
-  pinned_hot  the `capacity` most frequently used channels of each SRAM bank (profiled over the trace, an
-              optimistic oracle) are pinned at load time (not charged); everything else is streamed.
-Every numba kernel has a plain-Python twin (`*_py`) used by the tests for exact equality.
+  lfu         least frequently used (counts persist across evictions), ties to the least recently used
+              (no ties remain: last uses within a partition are distinct); a binary min-heap per partition;
+  pinned_hot  the `capacity` most frequently used channels of each partition are pinned at load time (not
+              charged); everything else is streamed. The use counts come from a profile the caller chooses
+              (codesign/sim/simulation.py: the other half of the trace than the one replayed).
+Every numba kernel has a plain-Python twin (`*_py`, ResidencyPy) used by the tests for exact equality.
 """
 
 from __future__ import annotations
@@ -30,6 +38,23 @@ from numba import njit, prange
 from codesign.errors import ConfigError
 
 POLICIES = ("none", "lru", "lfu", "pinned_hot")
+PLACEMENTS = ("stripe", "modulo")
+
+
+def layer_shift(placement: str, num_model_banks: int) -> int:
+    """Partition of (layer l, model bank j) = (l·shift + j) mod N: shift nb for stripe, 0 for modulo."""
+    if placement not in PLACEMENTS:
+        raise ConfigError(
+            f"sram.placement: unknown placement {placement!r} (choose from {', '.join(PLACEMENTS)})"
+        )
+    return num_model_banks if placement == "stripe" else 0
+
+
+def partition_map(layers: int, num_model_banks: int, num_sram_banks: int, placement: str) -> np.ndarray:
+    """(L, nb) int64: the residency partition of each (layer, model bank)."""
+    shift = layer_shift(placement, num_model_banks)
+    return (np.arange(layers)[:, None] * shift + np.arange(num_model_banks)[None, :]) % num_sram_banks
+
 
 # ---- bit helpers on uint64 words (numba has no popcount / count-trailing-zeros intrinsic) ----------------
 _M1 = np.uint64(0x5555555555555555)
@@ -61,6 +86,12 @@ def low_bit_index(x):
     return _DEBRUIJN_INDEX[(low * _DEBRUIJN) >> np.uint64(58)]
 
 
+@njit(cache=True, inline="always")
+def first_model_bank(s, l, shift, num_sram_banks):
+    """Lowest model bank j of layer l in partition s, i.e. (l·shift + j) mod N = s; the next are j + N, ..."""
+    return (s - (l * shift) % num_sram_banks + num_sram_banks) % num_sram_banks
+
+
 # ---- none and pinned_hot: stateless once the pinned set is chosen ----------------------------------------
 def update_none(need: np.ndarray, miss: np.ndarray) -> None:
     miss[...] = need
@@ -72,9 +103,14 @@ def update_pinned(need: np.ndarray, miss: np.ndarray, pinned: np.ndarray) -> Non
 
 
 def choose_pinned(
-    freq: np.ndarray, num_sram_banks: int, capacity: int, bank_size: int, words: int
+    freq: np.ndarray,
+    num_sram_banks: int,
+    capacity: int,
+    bank_size: int,
+    words: int,
+    placement: str = "modulo",
 ) -> np.ndarray:
-    """The `capacity` most used channels of each SRAM bank (ties to the lower key), as (L, nb, W) words.
+    """The `capacity` most used channels of each partition (ties to the lower key), as (L, nb, W) words.
 
     freq: (L, I) int64 channel use counts.
     """
@@ -82,21 +118,22 @@ def choose_pinned(
     nb = inter // bank_size
     pinned = np.zeros((layers, nb, words), dtype=np.uint64)
     by_bank = freq.reshape(layers, nb, bank_size)  # (L, nb, B)
+    part = partition_map(layers, nb, num_sram_banks, placement)  # (L, nb)
     for s in range(num_sram_banks):
-        cand = by_bank[:, s::num_sram_banks, :]  # (L, nb_s, B): model banks s, s+N, ...
-        flat = cand.reshape(-1)
-        if flat.size == 0:
+        banks = np.argwhere(part == s)  # (n_s, 2) (layer, model bank) rows in key order
+        if len(banks) == 0:
             continue
+        flat = by_bank[banks[:, 0], banks[:, 1]].reshape(-1)  # (n_s · B,) in key order
         top = np.argsort(-flat, kind="stable")[:capacity]
-        l_idx, jj, c = np.unravel_index(top, cand.shape)
-        j = s + jj * num_sram_banks
+        row, c = np.divmod(top, bank_size)
+        l_idx, j = banks[row, 0], banks[row, 1]
         np.bitwise_or.at(pinned, (l_idx, j, c // 64), np.left_shift(np.uint64(1), (c % 64).astype(np.uint64)))
     return pinned
 
 
 # ---- LRU: one doubly linked list of slots per SRAM bank, MRU at head -------------------------------------
 @njit(cache=True)
-def _lru_bank(s, need, miss, num_sram_banks, bank_size, slot_key, prev, nxt, head, tail, count, key_slot,
+def _lru_bank(s, need, miss, num_sram_banks, shift, bank_size, slot_key, prev, nxt, head, tail, count, key_slot,
               flush_bank, flush_words):  # fmt: skip
     """All accesses of SRAM bank s, exact LRU. List ends and size live in locals until the end.
 
@@ -113,7 +150,7 @@ def _lru_bank(s, need, miss, num_sram_banks, bank_size, slot_key, prev, nxt, hea
     h, tl, cnt, fb = head[s], tail[s], count[s], flush_bank[s]
     for t in range(S):
         for l in range(L):
-            for j in range(s, nb, num_sram_banks):
+            for j in range(first_model_bank(s, l, shift, num_sram_banks), nb, num_sram_banks):
                 bank_id = l * nb + j
                 pc = 0
                 for w in range(W):
@@ -205,22 +242,24 @@ def _keep_highest(words, out, drop):
 
 
 @njit(cache=True, parallel=True)
-def update_lru(need, miss, num_sram_banks, bank_size, slot_key, prev, nxt, head, tail, count, key_slot, flush_bank,
-               flush_words):  # fmt: skip
-    for s in prange(num_sram_banks):  # SRAM banks own disjoint keys and state rows: no races
-        _lru_bank(s, need, miss, num_sram_banks, bank_size, slot_key, prev, nxt, head, tail, count, key_slot,
+def update_lru(need, miss, num_sram_banks, shift, bank_size, slot_key, prev, nxt, head, tail, count, key_slot,
+               flush_bank, flush_words):  # fmt: skip
+    for s in prange(num_sram_banks):  # partitions own disjoint keys and state rows: no races
+        _lru_bank(s, need, miss, num_sram_banks, shift, bank_size, slot_key, prev, nxt, head, tail, count, key_slot,
                   flush_bank, flush_words)  # fmt: skip
 
 
 # ---- LFU: counts per key, victim = min (count, last use) by a scan of the bank's slots -------------------
 @njit(cache=True, parallel=True)
-def update_lfu(need, miss, num_sram_banks, bank_size, slot_key, count, key_slot, freq, last_use, clock):
+def update_lfu(
+    need, miss, num_sram_banks, shift, bank_size, slot_key, count, key_slot, freq, last_use, clock
+):
     S, L, nb, W = need.shape
     cap = slot_key.shape[1]
     for s in prange(num_sram_banks):
         for t in range(S):
             for l in range(L):
-                for j in range(s, nb, num_sram_banks):
+                for j in range(first_model_bank(s, l, shift, num_sram_banks), nb, num_sram_banks):
                     for w in range(W):
                         x = need[t, l, j, w]
                         m = _ZERO
@@ -265,6 +304,7 @@ class Residency:
         bank_size: int,
         num_keys: int,
         pinned: np.ndarray | None = None,
+        placement: str = "modulo",
     ):
         if policy not in POLICIES:
             raise ConfigError(
@@ -280,7 +320,8 @@ class Residency:
             capacity,
             bank_size,
         )
-        self.pinned = pinned
+        self.pinned, self.placement = pinned, placement
+        layer_shift(placement, 1)  # refuse an unknown placement here, not at the first update
         if policy == "pinned_hot" and pinned is None:
             raise ValueError("pinned_hot needs the pinned words (choose_pinned)")
         ns = num_sram_banks
@@ -305,21 +346,24 @@ class Residency:
         elif self.policy == "pinned_hot":
             update_pinned(need, miss, self.pinned)
         elif self.policy == "lru":
-            update_lru(need, miss, self.num_sram_banks, self.bank_size, self.slot_key, self.prev, self.nxt,
+            shift = layer_shift(self.placement, need.shape[2])
+            update_lru(need, miss, self.num_sram_banks, shift, self.bank_size, self.slot_key, self.prev, self.nxt,
                        self.head, self.tail, self.count, self.key_slot, self.flush_bank, self.flush_words)  # fmt: skip
         else:
-            update_lfu(need, miss, self.num_sram_banks, self.bank_size, self.slot_key, self.count, self.key_slot,
+            shift = layer_shift(self.placement, need.shape[2])
+            update_lfu(need, miss, self.num_sram_banks, shift, self.bank_size, self.slot_key, self.count, self.key_slot,
                        self.freq, self.last_use, self.clock)  # fmt: skip
 
 
 # ---- plain-Python twins (tests and the numpy reference) ---------------------------------------------------
-def _bank_order(need: np.ndarray, num_sram_banks: int, bank_size: int):
-    """Yield (s, t, l, j, w, bit, key) in the order SRAM bank s sees its accesses."""
+def _bank_order(need: np.ndarray, num_sram_banks: int, bank_size: int, placement: str = "modulo"):
+    """Yield (s, t, l, j, w, bit, key) in the order partition s sees its accesses."""
     S, L, nb, W = need.shape
+    part = partition_map(L, nb, num_sram_banks, placement)
     for s in range(num_sram_banks):
         for t in range(S):
             for l in range(L):
-                for j in range(s, nb, num_sram_banks):
+                for j in (j for j in range(nb) if part[l, j] == s):
                     for w in range(W):
                         x = int(need[t, l, j, w])
                         for bit in range(64):
@@ -330,13 +374,14 @@ def _bank_order(need: np.ndarray, num_sram_banks: int, bank_size: int):
 class ResidencyPy:
     """Twin of Residency in plain Python (OrderedDict LRU, dict LFU)."""
 
-    def __init__(self, policy, num_sram_banks, capacity, bank_size, pinned=None):
-        self.policy, self.ns, self.cap, self.bank_size, self.pinned = (
+    def __init__(self, policy, num_sram_banks, capacity, bank_size, pinned=None, placement="modulo"):
+        self.policy, self.ns, self.cap, self.bank_size, self.pinned, self.placement = (
             policy,
             num_sram_banks,
             capacity,
             bank_size,
             pinned,
+            placement,
         )
         self.lru = [OrderedDict() for _ in range(num_sram_banks)]
         self.res = [set() for _ in range(num_sram_banks)]
@@ -350,7 +395,7 @@ class ResidencyPy:
             miss[...] = need & ~np.asarray(pin, dtype=np.uint64)
             return
         miss[...] = 0
-        for s, t, l, j, w, bit, key in _bank_order(need, self.ns, self.bank_size):
+        for s, t, l, j, w, bit, key in _bank_order(need, self.ns, self.bank_size, self.placement):
             if self.policy == "lru":
                 od = self.lru[s]
                 if key in od:

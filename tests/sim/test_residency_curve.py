@@ -1,8 +1,9 @@
 """Residency policies end to end (`simulate` → report totals): what each earns as SRAM capacity grows.
 
 Tiny model: hidden 64 → one channel bundle (gate column, up column, down row, bf16) = 3 · 64 · 2 = 384 B.
-4 SRAM banks; residency partition s holds model bank s (and s + 4, ...) of every layer, `bank_size_bytes //
-384` bundles. Hand-made traces are one sequence of decode tokens at batch 1, so every token is one step.
+4 SRAM banks, `placement: stripe` (bank64's default); residency partition s holds the (layer l, model bank j)
+with (l·nb + j) mod 4 = s — model bank s (and s + 4, ...) of every layer when nb is a multiple of 4 —
+`bank_size_bytes // 384` bundles each. Hand-made traces are one sequence of decode tokens at batch 1, so every token is one step.
 """
 
 import numpy as np
@@ -17,11 +18,11 @@ from codesign.trace.synth import SynthSpec, write_synthetic
 HIDDEN, BUNDLE_BYTES = 64, 3 * 64 * 2
 
 
-def totals(trace, policy: str, capacity_bundles: int, batch: int = 1) -> dict:
+def totals(trace, policy: str, capacity_bundles: int, batch: int = 1, *, sets: tuple[str, ...] = ()) -> dict:
     # one macro per bank so that small banks stay inside the CACTI sweep (≥ 4 KB macros: ≥ 11 bundles)
     cfg = load_hwconfig("hwconfigs/bank64.yaml", [
         "sram.num_banks=4", "sram.macros_per_bank=1", f"sram.residency={policy}",
-        f"sram.bank_size_bytes={capacity_bundles * BUNDLE_BYTES}"])  # fmt: skip
+        f"sram.bank_size_bytes={capacity_bundles * BUNDLE_BYTES}", *sets])  # fmt: skip
     return build_report(simulate(cfg, trace, batch=batch))["totals"]
 
 
@@ -70,6 +71,24 @@ def test_pinned_hot_is_profiled_on_the_half_it_does_not_replay(tmp_path):
     )
     lru = totals(trace, "lru", 32)
     assert lru["miss_channels"] == 2 * 32 * 4 and lru["hit_rate"] == 0.75
+
+
+@pytest.mark.parametrize("policy", ["lru", "lfu"])
+def test_stripe_residency_uses_every_bank_modulo_only_the_model_banks(tmp_path, policy):
+    # 2 layers × 4 model banks, every token needs the same 16 channels of each: 8 (layer, bank) pairs of 16
+    # hot bundles. On 8 banks of 16 bundles, stripe maps (l·4 + j) mod 8 → one pair per partition: the whole
+    # working set fits in 8 × 16 = 128 bundles and only its 128 first uses miss. modulo keeps model bank j of
+    # both layers in bank j (banks 4..7 empty): 32 bundles cycling through 16 slots, every access misses.
+    # stripe on 4 banks (half the SRAM) is that same 2-pairs-per-partition thrash.
+    trace = handmade(tmp_path / "hot.zarr", [range(16), range(16)])
+    union = 8 * 2 * 4 * 16
+    eight = totals(trace, policy, 16, sets=("sram.num_banks=8", "sram.placement=stripe"))
+    assert eight["miss_channels"] == 128 and eight["hit_rate"] == 1 - 128 / union
+    assert eight["dram_ffn_bytes"] == 128 * BUNDLE_BYTES
+    modulo = totals(trace, policy, 16, sets=("sram.num_banks=8", "sram.placement=modulo"))
+    four = totals(trace, policy, 16, sets=("sram.placement=stripe",))
+    for t in (modulo, four):
+        assert t["hit_rate"] == 0.0 and t["dram_ffn_bytes"] == union * BUNDLE_BYTES
 
 
 @pytest.fixture(scope="module")
