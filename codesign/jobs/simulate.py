@@ -5,11 +5,13 @@ Torch-free (sim + trace only). Two things are added on top of `codesign.sim.simu
 * a *view* of the recorded trace: `phase="decode"` keeps only decode-step tokens (what a serving accelerator
   sees at the given batch); `"all"` keeps the eval windows and prompt prefills too;
 * a *layer-range split*: worker i simulates layers [a_i, b_i) of the trace and the parts are merged into the
-  totals one worker would get. Worker i replays layers [0, b_i) with the masks of layers < a_i cleared, so
-  every layer keeps its own DRAM addresses, and keeps only rows [a_i, b_i). That is exact when no state
-  crosses layers: residency `none` (an SRAM bank's LRU/LFU/pinned set is shared by the layers mapped to it)
-  and a DRAM model whose state the layers do not share in order (`ideal`, `bank_stream`: the engine runs
-  their layers in parallel bit for bit). `split_exactness` says why a hardware point does not qualify.
+  totals one worker would get. Worker i replays every layer with the masks outside [a_i, b_i) cleared, so
+  every layer keeps its own DRAM addresses and the LM head stays on the last layer, and keeps only rows
+  [a_i, b_i). That is exact when no state crosses layers: residency `none` (an SRAM bank's LRU/LFU/pinned set
+  is shared by the layers mapped to it), a DRAM model whose state the layers do not share in order (`ideal`,
+  `bank_stream`: the engine runs their layers in parallel bit for bit) and no double buffering (its prefetch
+  overlap carries from one layer-step to the next). `split_exactness` says why a hardware point does not
+  qualify.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ def split_exactness(cfg) -> str | None:
         return f"sram.residency={cfg.sram.residency} shares SRAM state across layers (needs none)"
     if dram_kernel_id(cfg.dram.device().model) not in PARALLEL_DRAM_KERNELS:
         return f"dram.model={cfg.dram.device().model} carries DRAM state from layer to layer (needs ideal or bank_stream)"
+    if cfg.sram.double_buffer:
+        return "sram.double_buffer=true carries the prefetch overlap from layer to layer (needs false)"
     return None
 
 
@@ -55,7 +59,7 @@ def layer_ranges(layers: int, parts: int) -> list[tuple[int, int]]:
 def trace_view(src: str | os.PathLike, out: str | os.PathLike, *, phase: str = "decode",
                layers: tuple[int, int] | None = None) -> int:  # fmt: skip
     """Write the `phase` tokens of the store at `src` to a new store at `out` (replaced if present);
-    with `layers=(a, b)` only layers [0, b) are kept and the masks of layers < a are cleared. Returns tokens."""
+    with `layers=(a, b)` the masks of layers outside [a, b) are cleared. Returns tokens."""
     from codesign.trace.store import TraceReader, TraceWriter
 
     if phase not in PHASES:
@@ -63,12 +67,11 @@ def trace_view(src: str | os.PathLike, out: str | os.PathLike, *, phase: str = "
     reader = TraceReader(src)
     meta = reader.meta
     a, b = layers if layers is not None else (0, meta.layers)
-    kpl = {i: v for i, v in (meta.k_per_layer or {}).items() if i < b} or None
     # Not "synthetic": the simulator would regenerate a synthetic trace from its spec (all layers, every
     # phase) instead of reading the view's masks.
     extra = {k: v for k, v in meta.extra.items() if k != "synth"}
     view = dataclasses.replace(
-        meta, layers=b, k_per_layer=kpl, created_at="", synthetic=False,
+        meta, created_at="", synthetic=False,
         extra={**extra, "view": {"from": str(src), "phase": phase, "layers": [a, b], "synthetic": meta.synthetic}},
     )  # fmt: skip
     with TraceWriter.create(out, view, with_logits=False, chunk_tokens=reader.chunk_tokens, force=True) as w:
@@ -76,8 +79,9 @@ def trace_view(src: str | os.PathLike, out: str | os.PathLike, *, phase: str = "
             keep = np.asarray(c.is_decode, dtype=bool) if phase == "decode" else np.ones(c.num_tokens, bool)
             if not keep.any():
                 continue
-            bits = c.mask_bits[keep, :b].copy()  # (T', b, I/8)
+            bits = c.mask_bits[keep].copy()  # (T', L, I/8)
             bits[:, :a] = 0
+            bits[:, b:] = 0
             w.append(bits, seq_id=c.seq_id[keep], position=c.position[keep], token_id=c.token_id[keep],
                      is_decode=c.is_decode[keep])  # fmt: skip
         tokens = w.num_tokens
@@ -88,7 +92,7 @@ def trace_view(src: str | os.PathLike, out: str | os.PathLike, *, phase: str = "
 
 def simulate_view(hw_path, overrides, bank_size: int, k: int, batch: int, trace, *, phase: str = "decode",
                   layers: tuple[int, int] | None = None, work_dir: str | os.PathLike | None = None):  # fmt: skip
-    """Simulate the `phase` view of `trace` (layers [0, b) with < a cleared, if given) on one hardware point.
+    """Simulate the `phase` view of `trace` (layers outside [a, b) cleared, if given) on one hardware point.
 
     Returns (sparse VariantResult, dense VariantResult, peak DRAM bandwidth) with the rows of layers
     [a, b) only when `layers` is given.
@@ -118,7 +122,7 @@ def merge_layer_parts(parts: list):
 
     def cat(vs):
         return dataclasses.replace(
-            vs[-1],  # the last part replayed every layer: its params describe the whole model
+            vs[-1],  # every part replayed every layer: its params describe the whole model
             per_layer=np.concatenate([v.per_layer for v in vs]),
             dram_time_ns=np.concatenate([v.dram_time_ns for v in vs]),
             bank_load=np.concatenate([v.bank_load for v in vs]),
