@@ -249,7 +249,35 @@ def update_lru(need, miss, num_sram_banks, shift, bank_size, slot_key, prev, nxt
                   flush_bank, flush_words)  # fmt: skip
 
 
-# ---- LFU: counts per key, victim = min (count, last use) by a scan of the bank's slots -------------------
+# ---- LFU: counts per key; each partition's resident keys in a binary min-heap on (count, last use) ---------
+# The victim is the heap's root: O(log capacity) per access instead of a scan of every slot per miss. It is
+# the scan's victim exactly: last uses within a partition are distinct (one clock tick per access), so the
+# order is total. slot_key[s] is partition s's heap, key_slot[key] the key's position in it. Nothing is
+# evicted before the partition is full, so until then the keys sit unordered (hits cost O(1), as when the
+# whole model fits) and the heap is built once, in O(capacity), by the miss that fills it.
+@njit(cache=True, inline="always")
+def _lfu_less(a, b, freq, last_use):
+    return freq[a] < freq[b] or (freq[a] == freq[b] and last_use[a] < last_use[b])
+
+
+@njit(cache=True)
+def _sift_down(heap, n, i, key_slot, freq, last_use):
+    key = heap[i]
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            break
+        if c + 1 < n and _lfu_less(heap[c + 1], heap[c], freq, last_use):
+            c += 1
+        if not _lfu_less(heap[c], key, freq, last_use):
+            break
+        heap[i] = heap[c]
+        key_slot[heap[i]] = i
+        i = c
+    heap[i] = key
+    key_slot[key] = i
+
+
 @njit(cache=True, parallel=True)
 def update_lfu(
     need, miss, num_sram_banks, shift, bank_size, slot_key, count, key_slot, freq, last_use, clock
@@ -257,6 +285,8 @@ def update_lfu(
     S, L, nb, W = need.shape
     cap = slot_key.shape[1]
     for s in prange(num_sram_banks):
+        heap = slot_key[s]
+        n, now = count[s], clock[s]
         for t in range(S):
             for l in range(L):
                 for j in range(first_model_bank(s, l, shift, num_sram_banks), nb, num_sram_banks):
@@ -268,29 +298,28 @@ def update_lfu(
                             bit = low_bit_index(x)
                             x = x & (x - _ONE)
                             key = base + bit
-                            clock[s] += 1
+                            now += 1
                             freq[key] += 1
-                            last_use[key] = clock[s]
-                            if key_slot[key] >= 0:
+                            last_use[key] = now
+                            pos = key_slot[key]
+                            if pos >= 0:  # hit: its (count, last use) only grew
+                                if n == cap:
+                                    _sift_down(heap, n, pos, key_slot, freq, last_use)
                                 continue
                             m |= _ONE << np.uint64(bit)
-                            if count[s] < cap:
-                                slot = count[s]
-                                count[s] += 1
-                            else:
-                                slot = 0
-                                vk = slot_key[s, 0]
-                                for i in range(1, cap):
-                                    k2 = slot_key[s, i]
-                                    if freq[k2] < freq[vk] or (
-                                        freq[k2] == freq[vk] and last_use[k2] < last_use[vk]
-                                    ):
-                                        slot = i
-                                        vk = k2
-                                key_slot[vk] = -1
-                            slot_key[s, slot] = key
-                            key_slot[key] = slot
+                            if n < cap:
+                                heap[n] = key
+                                key_slot[key] = n
+                                n += 1
+                                if n == cap:  # full: order it once (bottom-up heap construction)
+                                    for i in range(cap // 2 - 1, -1, -1):
+                                        _sift_down(heap, n, i, key_slot, freq, last_use)
+                            else:  # evict the root, the least frequently (then least recently) used
+                                key_slot[heap[0]] = -1
+                                heap[0] = key
+                                _sift_down(heap, n, 0, key_slot, freq, last_use)
                         miss[t, l, j, w] = m
+        count[s], clock[s] = n, now
 
 
 class Residency:

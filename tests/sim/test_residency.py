@@ -58,6 +58,26 @@ def test_kernels_equal_python_twin(policy, capacity, bank_size, num_sram_banks, 
         assert not (m_fast & ~need).any(), "a miss must be a needed channel"
 
 
+@pytest.mark.parametrize("placement", ["modulo", "stripe"])
+def test_lfu_heap_equals_scan_twin_across_fill_and_calls(placement):
+    # LFU keeps each partition's keys in a min-heap built when the partition fills (ResidencyPy scans them
+    # all): capacities of 40 and 90 fill within a call, after several, or never; skewed use makes counts
+    # differ so the heap order matters.
+    rng = np.random.default_rng(21)
+    L, nb, B, ns = 3, 4, 64, 5
+    use = 0.6 / np.arange(1, B + 1) ** 0.5  # channel c used with probability ∝ c^-0.5
+    for capacity in (40, 90, 200):
+        fast = Residency("lfu", ns, capacity, B, L * nb * B, placement=placement)
+        slow = ResidencyPy("lfu", ns, capacity, B, placement=placement)
+        for _ in range(5):
+            bits = rng.random((7, L, nb, B)) < use
+            need = np.packbits(bits, axis=-1, bitorder="little").view("<u8").astype(np.uint64)
+            m_fast, m_slow = np.empty_like(need), np.empty_like(need)
+            fast.update(need, m_fast)
+            slow.update(need, m_slow)
+            np.testing.assert_array_equal(m_fast, m_slow)
+
+
 def test_lru_by_hand():
     # one SRAM bank, capacity 2, one layer, one model bank; channels accessed per step (ascending order):
     # step 0 {0, 1}: miss 0, miss 1            cache [0, 1]
