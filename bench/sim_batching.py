@@ -35,7 +35,9 @@ def row(report: dict) -> dict:
         "tokens_per_s": t["tokens_per_s"],
         "dram_read_bytes": t["dram_read_bytes"],
         "energy_per_token_pj": t["energy_per_token_pj"],
+        "scope": report["scope"],
         "speedup_vs_dense": v["speedup"],
+        "ffn_scope_speedup_vs_dense": v["ffn_scope_speedup"],
         "dram_bytes_ratio_vs_dense": v["dram_bytes_ratio"],
         "energy_ratio_vs_dense": v["energy_ratio"],
         "bound_by_fraction": {k: c / t["cycles"] for k, c in report["bound_by"].items()},
@@ -66,7 +68,8 @@ def main() -> None:
             traces[f"synthetic_uniform_{seqs}seq"] = Path(tmp) / f"uniform{seqs}.zarr"
             write_synthetic(
                 SynthSpec("uniform", meta.hidden, meta.intermediate, meta.layers, sequences=seqs,
-                          prefill_tokens=64 * 4 // seqs, decode_tokens=48 * 4 // seqs, seed=0),
+                          prefill_tokens=64 * 4 // seqs, decode_tokens=48 * 4 // seqs, seed=0,
+                          model_name=meta.model_name),  # a preset name: the decoder shape (whole-model scope)
                 traces[f"synthetic_uniform_{seqs}seq"],
             )  # fmt: skip
         for name, path in traces.items():
