@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from test_cli_simulate import run_cli  # same directory (pytest's rootdir-less prepend import)
 
-from codesign.cli import main
 from codesign.errors import TraceError
 from codesign.sim.config import load_hwconfig
 from codesign.sim.dram import build_dram
@@ -20,14 +20,6 @@ from codesign.trace.store import TraceMeta, TraceReader
 from codesign.trace.synth import SynthSpec, write_synthetic
 
 HW = "hwconfigs/bank64.yaml"
-
-
-def run_cli(capsys, *argv):
-    with pytest.raises(SystemExit) as exc:
-        main(list(argv))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 @pytest.mark.parametrize(
