@@ -10,8 +10,9 @@ lru, lfu and pinned_hot (profiled on the other half of the trace than the one re
 Per point: hit rate and FFN DRAM bytes (report totals `hit_rate`, `dram_ffn_bytes` — the FFN weight traffic,
 which attention / KV traffic added elsewhere in the simulator does not change), and as secondary figures
 cycles and energy per token (these do include whatever else the simulator models).
-Also (c): the same hit rate with the 40 SRAM banks that hold no model bank under the residency mapping
-removed (`sram.num_banks=24`), to show whether the extra SRAM earns anything.
+Also (c): the shipped points again with `sram.placement=modulo`, where model bank j of every layer lives in
+SRAM bank j mod 64, so SmolLM2's 24 model banks per layer fill 24 of the 64 banks (6.2 MB of 16 MiB); under
+the default `stripe` residency partition (l·24 + j) mod 64 spreads them over all 64.
 Every point simulates the whole trace, prefill included; `sram.macros_per_bank` stays 4, so a bigger bank
 also has bigger (CACTI-costed) macros. Writes bench/results/sim_residency.json and .png.
 
@@ -137,19 +138,18 @@ def main() -> None:
     fit = cfg.check_model(meta.hidden, meta.intermediate, meta.layers)
     shipped = cfg.sram.bank_size_bytes
     model_banks = meta.intermediate // cfg.sparsity.bank_size
-    mapped_banks = min(cfg.sram.num_banks, model_banks)  # SRAM banks that own model banks (j mod num_banks)
+    modulo_banks = min(cfg.sram.num_banks, model_banks)  # banks with bundles under modulo (j mod N)
+    kept = ("lru", "lfu", "pinned_hot")  # `none` keeps nothing: placement cannot change its bytes
 
     plan = [(p, b, shipped, []) for b in BATCHES for p in POLICIES]  # (a) shipped SRAM
     plan += [(p, CURVE_BATCH, s, [f"sram.bank_size_bytes={s}"]) for s in BANK_SIZES_BYTES for p in POLICIES]
-    plan += [
-        (p, CURVE_BATCH, shipped, [f"sram.num_banks={mapped_banks}"]) for p in ("lru", "lfu", "pinned_hot")
-    ]
+    plan += [(p, b, shipped, ["sram.placement=modulo"]) for b in BATCHES for p in kept]  # (c)
     done: dict[tuple, dict] = {}
     t0 = time.perf_counter()
     with tqdm(total=len(plan), desc="sim_residency", unit="run", file=sys.stderr) as bar:
         for policy, batch, size, overrides in plan:
             bar.set_postfix_str(f"{policy} b{batch} {size // KIB} KB/bank {' '.join(overrides)}")
-            key = (policy, batch, size, tuple(o for o in overrides if "num_banks" in o))
+            key = (policy, batch, size, tuple(o for o in overrides if "placement" in o))
             if key not in done:  # the shipped batch-1 point is also a point of the curve
                 done[key] = measure(args.hw, trace, policy, batch, overrides)
             bar.update()
@@ -162,17 +162,19 @@ def main() -> None:
     for r in curve:
         r["ffn_fraction_fits"] = r["sram_total_bytes"] / fit.ffn_bytes_total
         r["bundles_per_sram_bank"] = r["bank_size_bytes"] // fit.bundle_bytes
-    nb_key = (f"sram.num_banks={mapped_banks}",)
-    extra_banks = {
-        p: {
-            "hit_rate_num_banks_64": at(p, CURVE_BATCH, shipped)["hit_rate"],
-            f"hit_rate_num_banks_{mapped_banks}": at(p, CURVE_BATCH, shipped, nb_key)["hit_rate"],
-            "dram_ffn_bytes_num_banks_64": at(p, CURVE_BATCH, shipped)["dram_ffn_bytes"],
-            f"dram_ffn_bytes_num_banks_{mapped_banks}": at(p, CURVE_BATCH, shipped, nb_key)["dram_ffn_bytes"],
+    modulo_key = ("sram.placement=modulo",)
+    placement_rows = {
+        f"b{b}": {
+            p: {
+                "hit_rate_stripe": at(p, b, shipped)["hit_rate"],
+                "hit_rate_modulo": at(p, b, shipped, modulo_key)["hit_rate"],
+                "dram_ffn_bytes_per_token_stripe": at(p, b, shipped)["dram_ffn_bytes_per_token"],
+                "dram_ffn_bytes_per_token_modulo": at(p, b, shipped, modulo_key)["dram_ffn_bytes_per_token"],
+            }
+            for p in kept
         }
-        for p in ("lru", "lfu", "pinned_hot")
+        for b in BATCHES
     }
-    same = all(len(set(v[k] for k in v if k.startswith("dram"))) == 1 for v in extra_banks.values())
     chunk = reader.read(0, reader.num_tokens, with_logits=False)
     decode_tokens = int(chunk.is_decode.sum())
     result = {
@@ -204,11 +206,12 @@ def main() -> None:
             "rows": shipped_rows,
         },
         "curve": {"batch": CURVE_BATCH, "bank_sizes_bytes": list(BANK_SIZES_BYTES), "rows": curve},
-        "extra_banks_check": {
-            "what": f"the shipped run with sram.num_banks={mapped_banks} (the SRAM banks that own a model bank "
-            f"under the residency mapping j mod num_banks) instead of {cfg.sram.num_banks}, batch {CURVE_BATCH}",
-            "identical_dram_ffn_bytes": same,
-            "rows": extra_banks,
+        "placement_check": {
+            "what": f"the shipped runs under sram.placement=modulo (residency partition j mod "
+            f"{cfg.sram.num_banks}: {modulo_banks} of {cfg.sram.num_banks} banks hold bundles) beside the default "
+            f"stripe (partition (l·{model_banks} + j) mod {cfg.sram.num_banks}: all banks)",
+            "sram_banks_holding_bundles": {"stripe": cfg.sram.num_banks, "modulo": modulo_banks},
+            "rows": placement_rows,
         },
         "secondary_figures_note": "cycles and energy per token include everything the simulator models at this "
         "commit (they move when attention / KV traffic is added); hit_rate and dram_ffn_bytes do not",
@@ -231,7 +234,11 @@ def main() -> None:
     for r in curve:
         print(f"{r['sram_total_bytes'] >> 20:5d} MiB  {r['policy']:>10} {r['hit_rate']:9.1%} "
               f"{r['dram_ffn_bytes_per_token'] / 1e6:15.2f}  (fits {r['ffn_fraction_fits']:.1%} of FFN)")  # fmt: skip
-    print(f"extra banks earn nothing (identical FFN bytes with num_banks={mapped_banks}): {same}")
+    for name, rows in placement_rows.items():
+        for p, r in rows.items():
+            print(f"placement {name:4} {p:>10}: hit rate stripe {r['hit_rate_stripe']:.1%} / modulo "
+                  f"{r['hit_rate_modulo']:.1%}, FFN DRAM MB/tok {r['dram_ffn_bytes_per_token_stripe'] / 1e6:.2f} / "
+                  f"{r['dram_ffn_bytes_per_token_modulo'] / 1e6:.2f}")  # fmt: skip
     print(f"wrote {args.out} and {png} in {result['wall_s']:.0f} s")
 
 
