@@ -309,6 +309,7 @@ def _run_repair(model_spec, setting, lengths, samples, seed, layer, steps, targe
     from codesign.eval.cwe import check_request, resolve_setting
     from codesign.eval.cwe_score import max_context
     from codesign.eval.repair import repair_layer
+    from codesign.jobs.simulate import simulate_masks
 
     cfg = resolve_setting(setting)
     model, tok, name = load_cwe_model(model_spec)
@@ -320,6 +321,7 @@ def _run_repair(model_spec, setting, lengths, samples, seed, layer, steps, targe
     with bar:
         result = repair_layer(model, tok, layer=layer, setting=cfg, lengths=lengths, samples=samples,
                               val_windows=val, train_windows=train, seed=seed, steps=steps, target=target,
+                              price=lambda masks, hidden, rank, name: simulate_masks(masks, hw, hidden, rank, name),
                               hwconfig=hw, progress=tick)  # fmt: skip
     result["model"] = name
     if adapter_out:

@@ -92,36 +92,6 @@ def routing_masks(model: nn.Module, batches: list[torch.Tensor]) -> np.ndarray:
     return torch.stack([torch.cat(p) for p in per], 1).numpy()  # (T, L, I)
 
 
-def simulate_masks(masks: np.ndarray, hwconfig: str, hidden: int, predictor_rank: int, name: str) -> dict:
-    """Simulator totals for `masks` (T, L, I) replayed as T decode steps at batch 1 (a token's FFN routing is
-    the same whether it was prefilled or decoded, so this is the decode cost of generating those tokens)."""
-    from codesign.sim.config import load_hwconfig
-    from codesign.sim.dram import build_dram
-    from codesign.sim.engine import Block, simulate_variant, words_from_masks
-    from codesign.sim.simulation import params_from_config
-
-    cfg = load_hwconfig(hwconfig)
-    T, L, I = masks.shape
-    p = params_from_config(cfg, hidden, I, L, predictor_rank)
-    block = Block(words_from_masks(masks, p.bank_size), np.ones(T, dtype=bool), np.zeros(T, dtype=np.int64))
-    v = simulate_variant(name, p, lambda: iter([block]), build_dram(cfg.dram), batch=1)
-    return {
-        "tokens": T,
-        "cycles": v.total("cycles"),
-        "dram_read_bytes": v.total("dram_read_bytes"),
-        "dram_ffn_bytes": v.total("dram_ffn_bytes"),
-        "ffn_macs": v.total("ffn_macs"),
-        "per_layer_dram_read_bytes": v.per_layer[:, _col("dram_read_bytes")].tolist(),
-        "per_layer_cycles": v.per_layer[:, _col("cycles")].tolist(),
-    }
-
-
-def _col(name: str) -> int:
-    from codesign.sim.pipeline import COL
-
-    return COL[name]
-
-
 def _ppl(model, windows: np.ndarray) -> float:
     """exp(mean next-token NLL) over `windows` (n, L), as codesign.eval.ppl.perplexity, but through the
     masked-dense path (perplexity() calls model.eval(), which would switch it back to the gather path)."""
@@ -152,13 +122,17 @@ def repair_layer(
     k_candidates: list[int] | None = None,
     target: float = 0.8,
     max_ppl_regression: float = 0.005,
-    hwconfig: str = "hwconfigs/bank64.yaml",
+    price: Callable[..., dict] | None = None,
+    hwconfig: str = "",
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Measure the single-layer repair candidates for `layer`, apply the chosen one, and report it.
 
     `val_windows` (n, L) token windows measure perplexity before / after; `train_windows` (m, L) are plain
     text mixed into the predictor's training data so that repairing long contexts does not unlearn text.
+    `price(masks (T, L, I), hidden, predictor_rank, name) -> dict` costs the routing before and after on the
+    simulator (codesign.jobs.simulate.simulate_masks, bound to a hwconfig by the caller: eval does not import
+    the simulator); `hwconfig` only labels the report. Without `price` the report has no "sim" entry.
     """
     from codesign.sparse.upcycle import sparse_modules
 
@@ -236,8 +210,16 @@ def repair_layer(
         mod.predictor.load_state_dict(retrained)
     mod.set_k(cands[chosen]["k"])
     rank = mod.predictor.rank
-    sim_before = simulate_masks(before_masks, hwconfig, mod.hidden, rank, "before")
-    sim_after = simulate_masks(after_masks, hwconfig, mod.hidden, rank, "after")
+    sim = None
+    if price is not None:
+        sim_before = price(before_masks, mod.hidden, rank, "before")
+        sim_after = price(after_masks, mod.hidden, rank, "after")
+        sim = {"hwconfig": hwconfig, "replay": "CWE prompt tokens as decode steps at batch 1",
+               "before": sim_before, "after": sim_after,
+               "extra_dram_read_bytes": sim_after["dram_read_bytes"] - sim_before["dram_read_bytes"],
+               "extra_cycles": sim_after["cycles"] - sim_before["cycles"],
+               "cycles_ratio": sim_after["cycles"] / sim_before["cycles"],
+               "dram_bytes_ratio": sim_after["dram_read_bytes"] / sim_before["dram_read_bytes"]}  # fmt: skip
     tick()
     regression = ppl_after / ppl_before - 1
     return {
@@ -259,12 +241,7 @@ def repair_layer(
         "ppl_regression": regression,
         "ppl_regression_ok": regression <= max_ppl_regression,
         "ppl_data": f"{val.shape[0]} windows of {val.shape[1]} tokens",
-        "sim": {"hwconfig": hwconfig, "replay": "CWE prompt tokens as decode steps at batch 1",
-                "before": sim_before, "after": sim_after,
-                "extra_dram_read_bytes": sim_after["dram_read_bytes"] - sim_before["dram_read_bytes"],
-                "extra_cycles": sim_after["cycles"] - sim_before["cycles"],
-                "cycles_ratio": sim_after["cycles"] / sim_before["cycles"],
-                "dram_bytes_ratio": sim_after["dram_read_bytes"] / sim_before["dram_read_bytes"]},
+        "sim": sim,
         "summary": {"chosen": chosen, "recovered": cands[chosen]["recovered"], "ppl_regression": regression,
-                    "cycles_ratio": sim_after["cycles"] / sim_before["cycles"]},
+                    "cycles_ratio": sim["cycles_ratio"] if sim else None},
     }  # fmt: skip

@@ -161,3 +161,34 @@ def metrics(sparse, dense, peak_bytes_per_s: float) -> dict:
         "energy_per_token_ratio_vs_dense": r["energy_per_token_ratio"],
         "dram_bytes_ratio_vs_dense": r["dram_bytes_ratio"],
     }
+
+
+def simulate_masks(masks: np.ndarray, hwconfig: str, hidden: int, predictor_rank: int, name: str) -> dict:
+    """Simulator totals for `masks` (T, L, I) replayed as T decode steps at batch 1 (a token's FFN routing is
+    the same whether it was prefilled or decoded, so this is the decode cost of generating those tokens)."""
+    from codesign.sim.config import load_hwconfig
+    from codesign.sim.dram import build_dram
+    from codesign.sim.engine import Block, simulate_variant, words_from_masks
+    from codesign.sim.pipeline import COL
+    from codesign.sim.simulation import params_from_config
+
+    cfg = load_hwconfig(hwconfig)
+    T, L, I = masks.shape
+    p = params_from_config(cfg, hidden, I, L, predictor_rank)
+    block = Block(words_from_masks(masks, p.bank_size), np.ones(T, dtype=bool), np.zeros(T, dtype=np.int64))
+    v = simulate_variant(name, p, lambda: iter([block]), build_dram(cfg.dram), batch=1)
+    return {
+        "tokens": T,
+        "cycles": v.total("cycles"),
+        "dram_read_bytes": v.total("dram_read_bytes"),
+        "dram_ffn_bytes": v.total("dram_ffn_bytes"),
+        "ffn_macs": v.total("ffn_macs"),
+        "per_layer_dram_read_bytes": v.per_layer[:, COL["dram_read_bytes"]].tolist(),
+        "per_layer_cycles": v.per_layer[:, COL["cycles"]].tolist(),
+    }
+
+
+def _col(name: str) -> int:
+    from codesign.sim.pipeline import COL
+
+    return COL[name]

@@ -11,7 +11,8 @@ from test_cwe import TINY, tiny_sparse  # tests/eval is on sys.path (rootdir-rel
 
 from codesign.errors import ConfigError
 from codesign.eval.diagnose import plant_fault
-from codesign.eval.repair import repair_layer, simulate_masks
+from codesign.eval.repair import repair_layer
+from codesign.jobs.simulate import simulate_masks
 from codesign.train.models import ByteTokenizer
 
 HW = str(Path(__file__).resolve().parents[2] / "hwconfigs" / "bank64.yaml")
@@ -24,7 +25,8 @@ def test_repair_retrains_a_planted_fault_away():
     rng = np.random.default_rng(0)
     val, train = rng.integers(0, 256, (2, 128)), rng.integers(0, 256, (2, 128))
     res = repair_layer(model, tok, layer=1, setting=TINY, lengths=[1024], samples=1, val_windows=val,
-                       train_windows=train, train_samples=1, steps=150, k_candidates=[32], hwconfig=HW)  # fmt: skip
+                       train_windows=train, train_samples=1, steps=150, k_candidates=[32], hwconfig=HW,
+                       price=lambda m, hidden, rank, name: simulate_masks(m, HW, hidden, rank, name))  # fmt: skip
     cands = res["candidates"]
     assert set(cands) == {"retrain", "retrain+k=32", "k=32"}
     # the negated predictor keeps the least active channels: more of them (k=32) recovers less than

@@ -90,10 +90,7 @@ def violations(files, root: Path = ROOT) -> list[str]:
 
 # Known sideways imports awaiting a move, each with its reason. Listed, not hidden: the test below fails when
 # one disappears (delete its entry) or a new one appears.
-KNOWN = {
-    # single-layer repair prices its candidates on the simulator: a job combining eval + sim, to move to jobs/
-    "codesign/eval/repair.py": "eval imports codesign.sim",
-}
+KNOWN = {}
 
 
 def test_every_import_points_down():
