@@ -42,6 +42,7 @@ from codesign.sim.pipeline import (
     time_layer_steps_par,
 )
 from codesign.sim.residency import Residency, choose_pinned, popcount64
+from codesign.trace.steps import decode_concurrency, step_starts  # noqa: F401  (part of the engine's API)
 
 DEFAULT_PREFILL_CHUNK_TOKENS = 256
 DEFAULT_MAX_STEPS = 256  # steps per residency/timing call: bounds the need/miss buffers
@@ -287,48 +288,7 @@ def dense_words(tokens: int, layers: int, nb: int, bank_size: int) -> np.ndarray
     return np.ascontiguousarray(np.broadcast_to(row, (tokens, layers, nb, W)))
 
 
-# ---- steps ------------------------------------------------------------------------------------------------
-@njit(cache=True)
-def _step_starts(is_decode, seq_id, batch, prefill_chunk, out):
-    """Fill `out` with step starts (see step_starts); returns how many. One pass; a decode step checks the
-    sequences already in it (≤ batch of them), so O(tokens × batch)."""
-    n = is_decode.shape[0]
-    count = 0
-    start = 0
-    for i in range(n):
-        new = i == 0 or is_decode[i] != is_decode[i - 1]
-        if not new and not is_decode[i]:  # prefill: chunks of one sequence
-            new = seq_id[i] != seq_id[i - 1] or i - start >= prefill_chunk
-        elif not new:  # decode: distinct sequences of one decode step, at most `batch`
-            new = i - start >= batch
-            j = start
-            while not new and j < i:
-                new = seq_id[j] == seq_id[i]
-                j += 1
-        if new:
-            out[count] = i
-            count += 1
-            start = i
-    return count
-
-
-def step_starts(is_decode: np.ndarray, seq_id: np.ndarray, batch: int, prefill_chunk: int) -> np.ndarray:
-    """Index of the first token of every step (see module docstring)."""
-    out = np.empty(len(is_decode), dtype=np.int64)
-    n = _step_starts(np.ascontiguousarray(is_decode, dtype=np.bool_), np.ascontiguousarray(seq_id, dtype=np.int64),
-                     int(batch), int(prefill_chunk), out)  # fmt: skip
-    return out[:n]
-
-
-def decode_concurrency(is_decode: np.ndarray, seq_id: np.ndarray) -> int:
-    """The most sequences decoding at one decode step (the largest batch the tokens can form)."""
-    n = len(is_decode)
-    starts = step_starts(is_decode, seq_id, max(n, 1), 1)
-    sizes = np.diff(np.append(starts, n))
-    decode = np.asarray(is_decode, dtype=bool)[starts] if n else np.zeros(0, bool)
-    return int(sizes[decode].max()) if decode.any() else 0
-
-
+# ---- steps (the grouping lives with the trace: codesign/trace/steps.py) --------------------------------
 def group_steps(words: np.ndarray, starts: np.ndarray):
     """need (S, L, nb, W) = OR of each step's tokens; tok_ch (S, L, nb) = kept channels summed over them.
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from codesign.errors import TraceError
+from codesign.trace.steps import step_starts
 from codesign.trace.store import TraceReader
 
 DEFAULT_BATCHES = (1, 2, 4, 8, 16)
@@ -24,7 +25,9 @@ class TraceStats:
     density_per_layer: list[float]
     bank_load_histogram: list[int]  # counts of (token, layer, bank) with j kept channels, j = 0..B
     reuse_per_layer: list[float]  # kept channels shared with the sequence's previous token / kept channels
-    union_density: dict[int, float]  # batch size b → mean fraction of channels kept by any of b tokens
+    union_density: dict[
+        int, float
+    ]  # batch b → mean fraction of channels kept by any token of a decode step of b
     union_density_uniform: dict[int, float] = field(default_factory=dict)  # 1 − (1 − d)^b for comparison
 
     @property
@@ -64,13 +67,16 @@ def trace_stats(
     reuse_kept = np.zeros(L, dtype=np.int64)
     union_sum = {b: 0.0 for b in batches}
     union_groups = {b: 0 for b in batches}
+    pending: dict[
+        int, tuple
+    ] = {}  # per batch: the open step's (masks, is_decode, seq_id), completed next chunk
     prev: dict[int, np.ndarray] = {}
     n_prefill = n_decode = 0
     seqs: set[int] = set()
-    # Batch unions are taken over consecutive decode tokens (concurrent requests in serving order); a chunk
-    # size that is a multiple of every batch keeps groups from straddling chunks.
-    step = chunk_tokens - chunk_tokens % int(np.lcm.reduce(list(batches)))
-    for chunk in reader.iter_chunks(max(step, max(batches)), with_logits=False):
+    # Batch unions are taken over the simulator's decode steps (codesign/trace/steps.py): b decode tokens of
+    # distinct sequences at one decode step; only full steps of exactly b count. A step may straddle chunks:
+    # the last (open) step of each chunk is carried into the next.
+    for chunk in reader.iter_chunks(chunk_tokens, with_logits=False):
         masks = chunk.masks()  # (T, L, I)
         kept_per_layer += masks.sum(axis=(0, 2))
         loads = masks.reshape(masks.shape[0], L, I // B, B).sum(axis=-1)
@@ -84,13 +90,26 @@ def trace_stats(
                 reuse_shared += (masks[t] & prev[s]).sum(axis=-1)
                 reuse_kept += masks[t].sum(axis=-1)
             prev[s] = masks[t]
-        decode = masks[chunk.is_decode]
+        keys = (masks, np.asarray(chunk.is_decode, dtype=bool), np.asarray(chunk.seq_id))
         for b in batches:
-            n = (len(decode) // b) * b
-            if n:
-                groups = decode[:n].reshape(n // b, b, L, I).any(axis=1)  # (G, L, I)
-                union_sum[b] += float(groups.mean(axis=(1, 2)).sum())
-                union_groups[b] += n // b
+            m, dec, seq = (
+                (np.concatenate([p, k]) for p, k in zip(pending[b], keys, strict=True))
+                if b in pending
+                else keys
+            )
+            starts = step_starts(dec, seq, b, 1)
+            full = [
+                (lo, hi) for lo, hi in zip(starts[:-1], starts[1:], strict=True) if hi - lo == b and dec[lo]
+            ]
+            for lo, hi in full:
+                union_sum[b] += float(m[lo:hi].any(axis=0).mean())
+                union_groups[b] += 1
+            cut = starts[-1] if len(starts) else len(dec)
+            pending[b] = (m[cut:], dec[cut:], seq[cut:])
+    for b, (m, dec, _) in pending.items():  # the trace's last step
+        if len(dec) == b and dec[0]:
+            union_sum[b] += float(m.any(axis=0).mean())
+            union_groups[b] += 1
     density = kept_per_layer / (reader.num_tokens * I)
     d = float(density.mean())
     return TraceStats(

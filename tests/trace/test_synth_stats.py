@@ -162,3 +162,15 @@ def test_write_synthetic_stores_the_global_topk_masks_beside_the_trace(tmp_path)
     logits = r.read(0, 18).logits
     np.testing.assert_array_equal(g.read(0, 18).masks(), reselect(logits, 64, 16, global_topk=True))
     np.testing.assert_array_equal(g.read(0, 18).seq_id, r.read(0, 18).seq_id)
+
+
+def test_stats_batch_union_is_over_decode_steps_of_distinct_sequences(tmp_path):
+    """Four sequences decode in turn: a batch of 4 is one decode step, a batch of 8 cannot exist (two positions
+    of one sequence), and a step straddling a chunk boundary still counts once."""
+    write_synthetic(spec("zipf", zipf_s=1.2, sequences=4, decode_tokens=9), tmp_path / "t.zarr", chunk_tokens=7)
+    reader = TraceReader(tmp_path / "t.zarr")
+    st = trace_stats(reader, batches=(1, 2, 4, 8), chunk_tokens=5)
+    assert 8 not in st.union_density and {1, 2, 4} <= set(st.union_density)
+    m = reader.read(0, reader.num_tokens, with_logits=False).masks()  # (36, L, I): 9 steps of 4 sequences
+    by_step = m.reshape(9, 4, *m.shape[1:]).any(axis=1).mean(axis=(1, 2))
+    assert st.union_density[4] == pytest.approx(by_step.mean(), rel=1e-12)
