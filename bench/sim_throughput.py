@@ -99,9 +99,11 @@ def measure(
     from codesign.sim.reference_numpy import simulate_variant_ref
     from codesign.sim.simulation import params_from_config
 
-    cfg = load_hwconfig(
-        Path(__file__).resolve().parents[1] / "hwconfigs/bank64.yaml", [f"dram.model={dram_model}"]
-    )
+    import codesign
+
+    # the hwconfig of the checkout being measured (an older one may not know newer keys)
+    repo = Path(codesign.__file__).resolve().parents[1]
+    cfg = load_hwconfig(repo / "hwconfigs/bank64.yaml", [f"dram.model={dram_model}"])
     if scope == "model":  # (older checkouts have no decoder argument: only passed when asked for)
         from codesign.trace.synth import DECODERS
 
