@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 import pytest
+from test_engine import small_params  # same directory (pytest's rootdir-less prepend import)
 
 from codesign.errors import ConfigError
 from codesign.sim.config import load_hwconfig
@@ -38,15 +39,11 @@ PEAK = 8.192e11
 
 
 def model_params(**overrides) -> SimParams:
+    """test_engine's small model, at whole-model scope with a 2-head GQA decoder and roomy SRAM banks."""
     base = dict(
-        hidden=64, intermediate=512, layers=3, bank_size=64, k=16, dtype_bytes=2, num_sram_banks=4,
-        bank_size_bytes=65536, line_bytes=64, ports_per_bank=1, sram_line_interval_cycles=2, macs_per_cycle=256,
-        topk_cycles_per_bank=64, frequency_hz=1e9, execution="batch_union", residency="none", double_buffer=True,
-        predictor_rank=16, sram_read_energy_pj=1.0, sram_write_energy_pj=1.0, dram_energy_pj_per_bit=3.5,
-        mac_energy_pj=0.5, leakage_mw_per_bank=1.0, area_mm2_per_bank=0.1,
-        scope="model", heads=2, kv_heads=1, head_dim=16, vocab=128,
-    )  # fmt: skip
-    return SimParams(**{**base, **overrides})
+        bank_size_bytes=65536, residency="none", scope="model", heads=2, kv_heads=1, head_dim=16, vocab=128
+    )
+    return small_params(**{**base, **overrides})
 
 
 @pytest.fixture(scope="module")
