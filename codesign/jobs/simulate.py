@@ -140,6 +140,7 @@ def metrics(sparse, dense, peak_bytes_per_s: float) -> dict:
     t, r, p = s["totals"], ratios(s, d), sparse.params
     tokens = t["tokens"]
     return {
+        "sim_scope": p.scope,  # model: the whole decoder step; ffn: the FFN part only (ffn_* columns beside)
         "sim_tokens": tokens,
         "sim_steps": t["steps"],
         "cycles": t["cycles"],
@@ -158,6 +159,8 @@ def metrics(sparse, dense, peak_bytes_per_s: float) -> dict:
         "dense_tokens_per_s": d["totals"]["tokens_per_s"],
         "dense_energy_per_token_pj": d["totals"]["energy_per_token_pj"],
         "speedup_vs_dense": r["speedup"],
+        "ffn_tokens_per_s": s["ffn_scope"]["tokens_per_s"],
+        "ffn_speedup_vs_dense": r["ffn_scope_speedup"],
         "energy_per_token_ratio_vs_dense": r["energy_per_token_ratio"],
         "dram_bytes_ratio_vs_dense": r["dram_bytes_ratio"],
     }

@@ -13,11 +13,11 @@ from codesign.sweep.pareto import front
 REFERENCE = ("bank_topk", 64, 16)  # the method's 16/64, highlighted everywhere
 EVAL_COLUMNS = ("ppl", "nll_mean", "recall_mean", "recall_min", "kept_density_mean", "eval_tokens",
                 "trace_tokens", "decode_tokens", "threshold_calibration_tokens")  # fmt: skip
-SIM_COLUMNS = ("sim_tokens", "sim_steps", "cycles", "time_s", "tokens_per_s", "dram_read_bytes",
+SIM_COLUMNS = ("sim_scope", "sim_tokens", "sim_steps", "cycles", "time_s", "tokens_per_s", "dram_read_bytes",
                "dram_read_bytes_per_token", "sram_read_bytes_per_token", "energy_pj", "energy_per_token_pj",
                "sram_hit_rate", "union_density", "bank_imbalance", "sram_area_mm2", "sram_capacity_bytes",
-               "dense_tokens_per_s", "dense_energy_per_token_pj", "speedup_vs_dense",
-               "energy_per_token_ratio_vs_dense", "dram_bytes_ratio_vs_dense")  # fmt: skip
+               "dense_tokens_per_s", "dense_energy_per_token_pj", "speedup_vs_dense", "ffn_tokens_per_s",
+               "ffn_speedup_vs_dense", "energy_per_token_ratio_vs_dense", "dram_bytes_ratio_vs_dense")  # fmt: skip
 
 
 def build_rows(spec, grid, g, results) -> list[dict]:
