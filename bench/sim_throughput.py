@@ -93,13 +93,12 @@ def measure(
 ) -> dict:
     """One measurement in this process: seconds for `tokens` tokens, minus mask generation (best of `repeats`).
     scope "model": the whole decoder step of Qwen2.5-7B (attention, KV cache, LM head) on top of the FFN."""
+    import codesign
     from codesign.sim.config import load_hwconfig
     from codesign.sim.dram import build_dram
     from codesign.sim.engine import simulate_variant
     from codesign.sim.reference_numpy import simulate_variant_ref
     from codesign.sim.simulation import params_from_config
-
-    import codesign
 
     # the hwconfig of the checkout being measured (an older one may not know newer keys)
     repo = Path(codesign.__file__).resolve().parents[1]
@@ -147,16 +146,14 @@ def profile_stages(tokens: int, repeats: int = 3) -> dict:
     stage DAG) with each DRAM model — where the time goes."""
     from codesign.sim.config import load_hwconfig
     from codesign.sim.dram import DRAM_MODELS, build_dram
-    from codesign.sim.engine import group_steps_numba, step_starts
-    from codesign.sim.pipeline import (
-        COL,
+    from codesign.sim.engine import attention_steps, group_steps_numba, step_starts
+    from codesign.sim.layer_step import (
         PARALLEL_DRAM_KERNELS,
-        build_pipeline,
-        compile_pipeline,
         dram_kernel_id,
         time_layer_steps,
         time_layer_steps_par,
     )
+    from codesign.sim.pipeline import COL, STAGE_BUF_WIDTH, build_pipeline, compile_pipeline
     from codesign.sim.residency import Residency
     from codesign.sim.simulation import params_from_config
 
@@ -185,7 +182,9 @@ def profile_stages(tokens: int, repeats: int = 3) -> dict:
         p.residency, ns, p.capacity_bundles, p.bank_size, L * nb * W * 64
     )  # built once, as in runs
     out["residency_lru"] = best_us(lambda: state.update(need, miss))
-    pipe = compile_pipeline(build_pipeline(p.double_buffer, p.sparse))
+    pipe = compile_pipeline(build_pipeline(p.double_buffer, p.sparse, p.model_scope))
+    attn = attention_steps(block.is_decode, block.seq_id, block.position, starts)
+    sched = lambda: (np.zeros((len(starts), L, STAGE_BUF_WIDTH), np.int64), np.zeros(2, np.int64))  # noqa: E731
     for model in DRAM_MODELS:
         dram = build_dram(load_hwconfig(Path(__file__).resolve().parents[1] / "hwconfigs/bank64.yaml",
                                         [f"dram.model={model}"]).dram)  # fmt: skip
@@ -194,7 +193,7 @@ def profile_stages(tokens: int, repeats: int = 3) -> dict:
             buf = np.zeros(p.intermediate // 2 + 2, dtype=np.int64)
             time_layer_steps(need, miss, tok_ch, step_tokens, p.kernel_params(), p.frequency_hz / 1e9,
                              dram_kernel_id(dram.name), dram.params, dram.new_state(), pipe.kinds, pipe.preds,
-                             buf, buf.copy(), np.zeros((L, len(COL)), np.int64), np.zeros(L),
+                             *attn, buf, buf.copy(), *sched(), np.zeros((L, len(COL)), np.int64), np.zeros(L),
                              np.zeros((ns, 3), np.int64), np.zeros((L, nb, 2), np.int64))  # fmt: skip
 
         out[f"timing_{model}"] = best_us(timing)
@@ -207,7 +206,7 @@ def profile_stages(tokens: int, repeats: int = 3) -> dict:
                 state[slots : slots + int(dram.params[0])] = 1  # every channel used: no in-order prefix
                 time_layer_steps_par(need, miss, tok_ch, step_tokens, p.kernel_params(), p.frequency_hz / 1e9,
                                      dram_kernel_id(dram.name), dram.params, state, pipe.kinds, pipe.preds,
-                                     buf, buf.copy(), np.zeros((L, ns, 3), np.int64),
+                                     *attn, buf, buf.copy(), *sched(), np.zeros((L, ns, 3), np.int64),
                                      np.zeros((L, len(COL)), np.int64), np.zeros(L), np.zeros((ns, 3), np.int64),
                                      np.zeros((L, nb, 2), np.int64))  # fmt: skip
 

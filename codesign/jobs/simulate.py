@@ -37,7 +37,7 @@ def hw_config(hw_path: str | os.PathLike, overrides: list[str], bank_size: int, 
 
 def split_exactness(cfg) -> str | None:
     """None when a layer-range split of `cfg` merges exactly; else the reason it would not."""
-    from codesign.sim.pipeline import PARALLEL_DRAM_KERNELS, dram_kernel_id
+    from codesign.sim.layer_step import PARALLEL_DRAM_KERNELS, dram_kernel_id
 
     if cfg.sram.residency != "none":
         return f"sram.residency={cfg.sram.residency} shares SRAM state across layers (needs none)"

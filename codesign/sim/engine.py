@@ -10,7 +10,7 @@ once, chunk by chunk (memory bounded by the chunk and `max_steps`), and for ever
 
 With `bank_timing` the timing kernel runs layer-steps in order on one core: the DRAM model's state (open rows)
 carries from one layer-step to the next, so its calls cannot be reordered. With `ideal` and `bank_stream`,
-whose state does not order their calls, it runs the layers in parallel (pipeline.time_layer_steps_par, same
+whose state does not order their calls, it runs the layers in parallel (layer_step.time_layer_steps_par, same
 results bit for bit). The whole job (a hwconfig and a trace store → the
 sparse run and its baselines) is codesign.sim.simulation.simulate.
 
@@ -33,14 +33,13 @@ from numba import njit, prange
 
 from codesign.layout import BundleLayout
 from codesign.sim import pipeline as pl
-from codesign.sim.pipeline import (
-    COL,
-    build_pipeline,
-    compile_pipeline,
+from codesign.sim.layer_step import (
+    PARALLEL_DRAM_KERNELS,
     dram_kernel_id,
     time_layer_steps,
     time_layer_steps_par,
 )
+from codesign.sim.pipeline import COL, build_pipeline, compile_pipeline
 from codesign.sim.residency import Residency, choose_pinned, popcount64
 from codesign.trace.steps import decode_concurrency, step_starts  # noqa: F401  (part of the engine's API)
 
@@ -178,7 +177,7 @@ class SimParams:
         return SimParams(**{**values, "k": k})
 
     def kernel_params(self) -> np.ndarray:
-        """The int64 parameter vector of pipeline.time_layer_steps."""
+        """The int64 parameter vector of layer_step.time_layer_steps."""
         values = {
             pl.IP_NB: self.num_model_banks, pl.IP_W: self.words_per_bank, pl.IP_B: self.bank_size,
             pl.IP_NS: self.num_sram_banks, pl.IP_LINES: self.lines_per_bundle, pl.IP_PORTS: self.ports_per_bank,
@@ -388,7 +387,7 @@ class VariantRun:
         )
         self.ip, self.ghz, self.kernel = p.kernel_params(), p.frequency_hz / 1e9, dram_kernel_id(dram.name)
         self.dram_state = dram.new_state()
-        self.parallel = self.kernel in pl.PARALLEL_DRAM_KERNELS
+        self.parallel = self.kernel in PARALLEL_DRAM_KERNELS
         # request buffers, one per core when the layers run in parallel
         most_tokens = max(batch, prefill_chunk_tokens)  # KV requests: a read and a write per sequence
         width = max(p.intermediate // 2 + 2, 2 * most_tokens + 4)

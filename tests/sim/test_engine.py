@@ -21,6 +21,7 @@ from codesign.sim.engine import (
     words_from_bits,
     words_from_masks,
 )
+from codesign.sim.layer_step import dram_kernel_id, time_layer_steps, time_layer_steps_par
 from codesign.sim.pipeline import (
     BOUND_COLUMNS,
     LAYER_COLUMNS,
@@ -34,9 +35,6 @@ from codesign.sim.pipeline import (
     compile_pipeline,
     critical_owner,
     critical_owner_py,
-    dram_kernel_id,
-    time_layer_steps,
-    time_layer_steps_par,
 )
 from codesign.sim.reference_numpy import simulate_variant_ref
 from codesign.trace.store import pack_masks
