@@ -36,7 +36,7 @@ class ModelFit:
     model_bank_bytes: int  # B bundles
     bundles_per_sram_bank: int  # whole bundles one SRAM bank can hold
     model_banks_per_sram_bank: float  # bundles_per_sram_bank / B (fractions: part of a model bank)
-    model_banks_mapped_per_sram_bank: int  # per layer, under placement modulo (j -> SRAM bank j mod num_banks)
+    model_banks_mapped_per_sram_bank: int  # per layer, placement modulo (j -> SRAM bank j mod N)
     channels_on_chip: int  # whole bundles the whole SRAM can hold
     ffn_bytes_per_layer: int
     ffn_bytes_total: int
