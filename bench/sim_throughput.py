@@ -240,6 +240,17 @@ def in_subprocess(
     return result
 
 
+def default_command_runs(src: Path | None) -> dict:
+    """`codesign simulate --hw hwconfigs/bank64.yaml` (the README's command 1) as a user runs it, from the
+    checkout `src` (None: this one): first with its numba cache emptied (a fresh install's first run: compile),
+    then again (every later run: the cache loads)."""
+    root = (src or Path(__file__).resolve().parents[1]).resolve()
+    for cached in root.glob("codesign/**/__pycache__/*.nb[ic]"):
+        cached.unlink()
+    command = ["simulate", "--hw", str(root / "hwconfigs/bank64.yaml")]
+    return {"first_run": run_cli(command, root), "second_run": run_cli(command, root)}
+
+
 def compare_versions(args) -> None:
     """Engine seconds of this checkout vs another (`--compare-src`, e.g. a worktree of the commit before a
     change), same tokens, same process layout, each best of 3: FFN scope (the old model's scope) and, for this
@@ -261,10 +272,13 @@ def compare_versions(args) -> None:
             "model_scope_cycles": model["cycles"],
         }
         print(dram, json.dumps(rows[dram]), flush=True)
+    default_command = {"before": default_command_runs(args.compare_src), "after": default_command_runs(None)}
+    print("codesign simulate --hw hwconfigs/bank64.yaml", json.dumps(default_command), flush=True)
     old = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "sim_throughput"}
     old["version_compare"] = {
         "baseline_src": str(args.compare_src),
         "rows": rows,
+        "default_command": default_command,
         "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()},
         "note": "engine only (simulate_variant), Qwen2.5-7B FFN shapes, batch 1, uniform 16/64; best of 3 each",
     }
@@ -286,7 +300,9 @@ def run_cli(args_list: list[str], src: Path | None = None) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "codesign", *args_list], check=True, capture_output=True, env=env)
+    # `python -m` puts the working directory first on sys.path: run from the checkout whose package is meant
+    subprocess.run([sys.executable, "-m", "codesign", *args_list], check=True, capture_output=True, env=env,
+                   cwd=src.resolve() if src is not None else None)  # fmt: skip
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

@@ -162,7 +162,9 @@ def _add_request(starts, lengths, n_req, start, length):
     return n_req
 
 
-@njit(cache=True, inline="always")
+# Not inlined: a layer-step makes up to three DRAM calls, and inlining the DRAM models at each of them (in
+# both timing kernels) doubled the first run's compile time.
+@njit(cache=True)
 def _call_dram(dram_kernel, starts, lengths, n_req, dram_params, dram_state, frequency_ghz, acc):
     """One DRAM model call; counts its requests, row hits and misses in acc; returns (cycles, ns, moved)."""
     if n_req == 0:
@@ -176,7 +178,9 @@ def _call_dram(dram_kernel, starts, lengths, n_req, dram_params, dram_state, fre
     return ceil_cycles(time_ns, frequency_ghz), time_ns, moved
 
 
-@njit(cache=True, inline="always")
+# Not inlined, and called with int64 indices everywhere (prange's index is uint64, a constant start a literal):
+# one compiled version serves the serial kernel, the parallel prefix and the parallel body.
+@njit(cache=True)
 def _layer_step(need, miss, tok_ch, tokens, t, l, ip, frequency_ghz, dram_kernel, dram_params, dram_state,
                 step_ctx, kv_ptr, kv_seq, kv_before, kv_new, starts, lengths, bank_cycles, stage, acc_layer,
                 acc_dram_ns, acc_sram, acc_bank):  # fmt: skip
@@ -386,7 +390,7 @@ def time_layer_steps(need, miss, tok_ch, step_tokens, ip, frequency_ghz, dram_ke
     bank_cycles = np.zeros(ip[IP_NS], dtype=np.int64)
     for t in range(S):
         for l in range(L):
-            _layer_step(need, miss, tok_ch, step_tokens[t], t, l, ip, frequency_ghz, dram_kernel, dram_params,
+            _layer_step(need, miss, tok_ch, step_tokens[t], np.int64(t), np.int64(l), ip, frequency_ghz, dram_kernel, dram_params,
                         dram_state, step_ctx, kv_ptr, kv_seq, kv_before, kv_new, starts, lengths, bank_cycles,
                         stage_buf[t, l], acc_layer, acc_dram_ns, acc_sram, acc_bank)  # fmt: skip
     schedule_layer_steps(stage_buf, S, kinds, preds, ip[IP_DOUBLE_BUFFER] != 0, carry, acc_layer)
@@ -436,7 +440,7 @@ def time_layer_steps_par(need, miss, tok_ch, step_tokens, ip, frequency_ghz, dra
     t0 = 0
     while t0 < S and not order_free(dram_kernel, dram_params, dram_state):
         for l in range(L):
-            _layer_step(need, miss, tok_ch, step_tokens[t0], t0, l, ip, frequency_ghz, dram_kernel, dram_params,
+            _layer_step(need, miss, tok_ch, step_tokens[t0], np.int64(t0), np.int64(l), ip, frequency_ghz, dram_kernel, dram_params,
                         dram_state, step_ctx, kv_ptr, kv_seq, kv_before, kv_new, starts[0], lengths[0],
                         bank_cycles, stage_buf[t0, l], acc_layer, acc_dram_ns, acc_sram, acc_bank)  # fmt: skip
         t0 += 1
@@ -448,7 +452,7 @@ def time_layer_steps_par(need, miss, tok_ch, step_tokens, ip, frequency_ghz, dra
             sram_part[l] = 0
             my_cycles = np.zeros(ns, dtype=np.int64)
             for t in range(t0, S):
-                _layer_step(need, miss, tok_ch, step_tokens[t], t, l, ip, frequency_ghz, dram_kernel,
+                _layer_step(need, miss, tok_ch, step_tokens[t], np.int64(t), np.int64(l), ip, frequency_ghz, dram_kernel,
                             dram_params, states[l], step_ctx, kv_ptr, kv_seq, kv_before, kv_new, starts[l],
                             lengths[l], my_cycles, stage_buf[t, l], acc_layer, acc_dram_ns, sram_part[l],
                             acc_bank)  # fmt: skip

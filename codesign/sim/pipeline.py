@@ -76,7 +76,6 @@ STAGE_RESOURCE = np.array(
     [R_DRAM, R_COMPUTE, R_VECTOR, R_COMPUTE, R_SRAM, R_VECTOR, R_DRAM, R_SRAM, R_COMPUTE, R_COMPUTE],
     dtype=np.int64,
 )  # by stage id
-PLACEMENTS = ("stripe", "modulo")
 
 # int64 parameter vector of the kernel (ip[...])
 (IP_NB, IP_W, IP_B, IP_NS, IP_LINES, IP_PORTS, IP_MPC, IP_TOPK, IP_HIDDEN, IP_INTER, IP_RANK, IP_UNION,
@@ -248,9 +247,8 @@ def schedule_layer_steps(stage_buf, S, kinds, preds, double_buffer, carry, acc_l
                 for i in range(NUM_STAGES):
                     cyc[i] = st[i]
                 if scope == 1:
-                    cyc[ATTENTION] = 0
-                    cyc[VECTOR] = 0
-                    cyc[HEAD] = 0
+                    for i in ATTENTION_STAGES:
+                        cyc[i] = 0
                     cyc[PREFETCH] = st[ST_PREFETCH_FFN]
                 hidden = 0
                 if double_buffer:

@@ -180,17 +180,13 @@ def _shared_pass(reader, p: SimParams, sparse_mode: str, global_mode: str | None
         yield out
 
 
-def _block_slice(b: Block, lo: int, hi: int) -> Block:
-    return b.slice(lo, hi)
-
-
 def _token_range(blocks: Iterator[Block], lo: int, hi: int) -> Iterator[Block]:
     """The parts of consecutive blocks that hold tokens [lo, hi) of the trace."""
     done = 0
     for b in blocks:
         n = len(b.words)
         if done + n > lo and done < hi:
-            yield _block_slice(b, max(lo - done, 0), min(hi - done, n))
+            yield b.slice(max(lo - done, 0), min(hi - done, n))
         done += n
         if done >= hi:
             return
@@ -349,9 +345,9 @@ def simulate(cfg, trace_path, *, batch: int | None = None, progress: Callable[[i
             if cut is None or second is None:
                 r.feed(b)
                 continue
-            r.feed(_block_slice(b, 0, cut))
+            r.feed(b.slice(0, cut))
             r.set_pinned(second)  # from here on, replay with the set profiled on the first half
-            r.feed(_block_slice(b, cut, T))
+            r.feed(b.slice(cut, T))
         done += T
         if progress is not None:
             progress(T, reader.num_tokens)
